@@ -1,0 +1,225 @@
+"""The database half of the audit writer: batches of records into their tables.
+
+:class:`BatchWriter` owns two connections of the pool and writes each batch in one
+transaction (rows believed new ``COPY``'d straight in, the others merged through the
+session's staging tables; database/repository.py). Two ways:
+
+- :meth:`BatchWriter.launch`: the fast path, two batches in flight. While one batch
+  commits (the server checks its foreign keys), the next is sent on the other
+  connection. A batch starts its statements only once the one before has sent its own,
+  so it may wait on that one's rows but never the reverse (no deadlock), and it commits
+  only after that one committed (order). If a batch fails, the one after it rolls back.
+- :meth:`BatchWriter.write`: the careful path, one batch alone. A batch the database
+  refuses (a constraint or data error) is split in halves until each bad record is
+  alone; those go to ``on_refused``, every other row is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from config.logging import get_logger
+from core.records import AuditRecord, RecordKind
+from database.repository import (
+    Rows,
+    TableSpec,
+    group_rows,
+    is_poison,
+    prepare_staging,
+    write_fresh,
+    write_rank,
+    write_staged,
+)
+
+log = get_logger("database.audit")
+
+Groups = list[tuple[TableSpec, Rows, Rows]]
+
+
+class Aborted(Exception):
+    """A batch rolled back because the one before it failed (it is written again)."""
+
+
+@dataclass(slots=True)
+class Job:
+    """A batch in flight: its records, when its oldest was recorded, and its task.
+
+    ``sent`` is set once the batch's statements are done (or it failed).
+    """
+
+    records: list[AuditRecord]
+    oldest: float
+    task: asyncio.Future[None]
+    sent: asyncio.Event
+
+    @classmethod
+    def not_started(cls, records: list[AuditRecord], oldest: float) -> Job:
+        """A batch that could not even start: it takes the careful path, in its turn."""
+        task: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task.set_exception(Aborted("not started"))
+        sent = asyncio.Event()
+        sent.set()
+        return cls(records, oldest, task, sent)
+
+    @property
+    def ok(self) -> bool:
+        """Committed."""
+        return self.task.done() and not self.task.cancelled() and self.task.exception() is None
+
+    @property
+    def failed(self) -> bool:
+        return self.task.done() and not self.ok
+
+    @property
+    def ready(self) -> bool:
+        """Its statements are sent and it has not failed: the next batch may go."""
+        return self.sent.is_set() and not self.failed
+
+
+class BatchWriter:
+    """Writes batches over two pool connections; see the module docstring."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        on_refused: Callable[[AuditRecord, BaseException], None],
+        write_timeout_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+        known_keys_cap: int = 500_000,
+    ) -> None:
+        self._pool = pool
+        self._on_refused = on_refused
+        self._write_timeout_s = write_timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._conns: list[asyncpg.Connection | None] = [None, None]
+        self._slot = 0
+        # Keys of versioned rows this writer has sent: a hint for COPY versus merge.
+        self._known: dict[RecordKind, set[Any]] = {}
+        self._known_cap = known_keys_cap
+        self.error: BaseException | None = None
+        """Why the last write found the database unavailable."""
+
+    # -- the fast path ---------------------------------------------------------------
+    async def launch(self, records: list[AuditRecord], oldest: float, prev: Job | None) -> Job:
+        """Start writing ``records``, to commit after ``prev``."""
+        try:
+            groups = group_rows(records, self._known, self._known_cap)
+            conn = await self._connection(self._slot)
+        except Exception as exc:  # a bad record, or no connection
+            self.error = exc
+            return Job.not_started(records, oldest)
+        self._slot ^= 1
+        sent = asyncio.Event()
+        task = asyncio.ensure_future(self._job(conn, groups, prev, sent))
+        return Job(records, oldest, task, sent)
+
+    async def _job(
+        self, conn: asyncpg.Connection, groups: Groups, prev: Job | None, sent: asyncio.Event
+    ) -> None:
+        timeout_s = self._write_timeout_s
+        try:
+            if prev is not None:
+                await prev.sent.wait()
+                if prev.failed:
+                    raise Aborted("the batch before this one failed")
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                await self._statements(conn, groups)
+                sent.set()
+                if prev is not None:
+                    await asyncio.wait({prev.task})
+                    if prev.failed:
+                        raise Aborted("the batch before this one failed")
+                await asyncio.wait_for(tx.commit(), timeout_s)
+            except BaseException as exc:
+                if not isinstance(exc, Aborted):
+                    self.error = exc
+                with contextlib.suppress(Exception):
+                    await tx.rollback()
+                raise
+        finally:
+            sent.set()
+
+    # -- the careful path ------------------------------------------------------------
+    async def write(self, records: Sequence[AuditRecord]) -> bool:
+        """Commit ``records``, refused ones isolated; False if the database is away."""
+        try:
+            conn = await self._connection()
+            await self._write_part(conn, records)
+        except Exception as exc:
+            self.error = exc
+            await self.release()
+            return False
+        return True
+
+    async def _write_part(
+        self, conn: asyncpg.Connection, records: Sequence[AuditRecord], *, ordered: bool = False
+    ) -> None:
+        """One transaction; if a row is refused, split until it is alone.
+
+        Halves are cut from the records sorted in write order (positions first), so a
+        row never lands in an earlier half than the position it points to.
+        """
+        try:
+            groups = group_rows(records, self._known, self._known_cap)
+            async with conn.transaction():
+                await self._statements(conn, groups)
+        except Exception as exc:
+            if not is_poison(exc):
+                raise
+            if len(records) == 1:
+                self._on_refused(records[0], exc)
+                return
+            records = records if ordered else sorted(records, key=write_rank)
+            middle = len(records) // 2
+            await self._write_part(conn, records[:middle], ordered=True)
+            await self._write_part(conn, records[middle:], ordered=True)
+
+    async def _statements(self, conn: asyncpg.Connection, groups: Groups) -> None:
+        timeout_s = self._write_timeout_s
+        for spec, fresh, known in groups:
+            if fresh:
+                await write_fresh(conn, spec, fresh, timeout_s=timeout_s)
+            if known:
+                await write_staged(conn, spec, known, timeout_s=timeout_s)
+
+    # -- connections -----------------------------------------------------------------
+    async def _connection(self, slot: int = 0) -> asyncpg.Connection:
+        conn = self._conns[slot]
+        if conn is None:
+            conn = await self._pool.acquire(timeout=self._connect_timeout_s)
+            self._conns[slot] = conn
+            try:
+                # COPY straight into jsonb columns needs asyncpg's binary, text-taking
+                # codec rather than the pool's dict codec; the connection is terminated
+                # when given back, so no other pool user ever sees this.
+                for name in ("json", "jsonb"):
+                    await conn.reset_type_codec(name, schema="pg_catalog")
+                await asyncio.wait_for(prepare_staging(conn), self._write_timeout_s)
+            except BaseException:
+                await self.release()
+                raise
+        return conn
+
+    async def release(self) -> None:
+        """Give both connections back (terminated). Safe to call at any time."""
+        for slot, conn in enumerate(self._conns):
+            self._conns[slot] = None
+            if conn is None:
+                continue
+            # Never back into the pool as is: its codecs were changed, and after a failure
+            # its state is unknown. The pool opens a fresh one when needed. A connection
+            # that died has already gone back to the pool by itself: both calls may refuse.
+            try:
+                conn.terminate()
+                await self._pool.release(conn, timeout=5)
+            except (asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                log.debug("audit_connection_release_failed", error=type(exc).__name__)

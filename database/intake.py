@@ -1,0 +1,186 @@
+"""The intake listener: ``monitoring.signals`` and ``monitoring.commands`` rows to actions.
+
+A dedicated connection LISTENs on ``trader_intake`` (the tables' insert trigger NOTIFYs
+it); a slow poll backs it up, so a notification lost while the database was away delays a
+request by seconds, never forever. Rows are claimed with ``FOR UPDATE SKIP LOCKED``,
+handled one at a time in id order, and their outcome written back. The outcome write is
+shielded from cancellation and retried until the database takes it: a request that acted
+must say so.
+
+Stopping is cooperative: :meth:`IntakeListener.stop` lets the request in hand finish (an
+open is never cut between entry and stop by a shutdown) and then ends :meth:`run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import structlog
+
+from core.intake import FAILED, IntakeHandler, Outcome
+from database.pool import is_unavailable
+from database.repository import Repository
+
+log = structlog.get_logger("intake")
+CHANNEL = "trader_intake"
+
+
+class IntakeListener:
+    """Claims and handles this account's intake rows until stopped."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        handler: IntakeHandler,
+        account: str,
+        *,
+        poll_interval_s: float = 2.0,
+        batch: int = 20,
+    ) -> None:
+        self._pool = pool
+        self._repo = Repository(pool)
+        self._handler = handler
+        self._account = account
+        self._poll_s = poll_interval_s
+        self._batch = batch
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.handled = 0
+
+    def stop(self) -> None:
+        """Finish the request in hand, take no more."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def recover_interrupted(self) -> int:
+        """Rows left ``processing`` by a daemon that died: never re-run (it may have acted,
+        and a second open must not happen); marked failed, pointing at the positions."""
+        count = 0
+        for table in ("monitoring.signals", "monitoring.commands"):
+            result = await self._pool.execute(
+                f"UPDATE {table} SET status = 'failed', processed_at = now(), reason = "
+                "'interrupted by a daemon restart while processing; check positions and "
+                "orders for what it did' WHERE status = 'processing' AND account = $1",
+                self._account,
+            )
+            count += int(result.split()[-1])
+        return count
+
+    async def run(self) -> None:
+        """Listen, claim, handle, record — until :meth:`stop`."""
+        listener = asyncio.create_task(self._listen(), name="intake-listen")
+        try:
+            while not self._stopping.is_set():
+                try:
+                    worked = await self._drain_once()
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    if not is_unavailable(exc) and not isinstance(exc, OSError):
+                        log.error("intake_error", error=repr(exc))
+                    worked = False
+                if not worked:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=self._poll_s)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _drain_once(self) -> bool:
+        """Claim and handle one batch; True if there was anything."""
+        signals = await self._repo.claim_signals(self._account, self._batch)
+        commands = await self._repo.claim_commands(self._account, self._batch)
+        rows = sorted(
+            [("signal", r) for r in signals] + [("command", r) for r in commands],
+            key=lambda item: item[1]["created_at"],
+        )
+        for index, (kind, row) in enumerate(rows):
+            if self._stopping.is_set():
+                # Claimed but not started: hand them back untouched.
+                await self._release(rows[index:])
+                return True
+            outcome = await self._handle(kind, row)
+            await asyncio.shield(self._record(kind, row["id"], outcome))
+            self.handled += 1
+        return bool(rows)
+
+    async def _handle(self, kind: str, row: Mapping[str, Any]) -> Outcome:
+        structlog.contextvars.bind_contextvars(**{f"{kind}_id": row["id"]})
+        try:
+            if kind == "signal":
+                return await self._handler.signal(row)
+            return await self._handler.command(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must fail the request, not the daemon
+            log.exception("intake_handler_crashed", kind=kind, id=row["id"])
+            return Outcome(FAILED, f"internal error: {type(exc).__name__}")
+        finally:
+            structlog.contextvars.unbind_contextvars(f"{kind}_id")
+
+    async def _record(self, kind: str, row_id: int, outcome: Outcome) -> None:
+        delay = 0.2
+        while True:
+            try:
+                if kind == "signal":
+                    await self._repo.finish_signal(
+                        row_id, outcome.status, outcome.reason, outcome.position_id
+                    )
+                else:
+                    result = dict(outcome.result)
+                    await self._repo.finish_command(row_id, outcome.status, outcome.reason, result)
+                log.info(f"{kind}_{outcome.status}", id=row_id, reason=outcome.reason)
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("intake_outcome_retry", kind=kind, id=row_id, error=type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _release(self, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        for kind, row in rows:
+            table = "monitoring.signals" if kind == "signal" else "monitoring.commands"
+            await self._pool.execute(
+                f"UPDATE {table} SET status = 'new', claimed_at = NULL"
+                " WHERE id = $1 AND status = 'processing'",
+                row["id"],
+            )
+
+    async def _listen(self) -> None:
+        """Hold one pooled connection LISTENing; take another when it drops."""
+        delay = 0.5
+        while True:
+            try:
+                conn = await self._pool.acquire(timeout=10)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("intake_listen_connect_failed", error=type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            delay = 0.5
+            lost = asyncio.Event()
+            on_notify, on_lost = self._callbacks(lost)
+            try:
+                conn.add_termination_listener(on_lost)
+                await conn.add_listener(CHANNEL, on_notify)
+                self._wake.set()  # catch up on anything inserted while not listening
+                await lost.wait()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("intake_listen_lost", error=type(exc).__name__)
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.remove_listener(CHANNEL, on_notify)
+                with contextlib.suppress(Exception):
+                    await self._pool.release(conn, timeout=2)
+
+    def _callbacks(self, lost: asyncio.Event) -> tuple[Any, Any]:
+        def on_notify(*_: object) -> None:
+            self._wake.set()
+
+        def on_lost(*_: object) -> None:
+            lost.set()
+
+        return on_notify, on_lost
