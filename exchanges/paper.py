@@ -1,0 +1,510 @@
+"""The paper venue: a simulated exchange with persistent state, the default ``ExchangeAdapter``.
+
+It is what every trading test runs against, so it behaves like a strict real venue:
+orders are validated against the market's tick, step and minimums, client order ids are
+unique forever, reduce-only is enforced, and fills follow the rules documented in
+``exchanges/paper_book.py`` with exact ``Decimal`` arithmetic.
+
+Prices come from outside: the daemon hands every feed tick to :meth:`PaperExchange.on_tick`
+(or a test calls :meth:`PaperExchange.set_price`), which matches resting orders at once.
+Both are synchronous and return the orders the price changed, like a private order stream.
+
+State lives in ``directory`` (``settings.paper_dir``) and is durable before any call
+returns (``exchanges/paper_store.py``); a reopened venue has exactly the state it had, so
+a daemon crash or a database outage does not reset it. ``directory=None`` keeps everything
+in memory, for fast unit tests. A persisted balance wins over the ``balance`` argument,
+which only seeds a new directory.
+
+Fault modes (``exchanges/paper_faults.py``) can be changed at any time through
+:attr:`PaperExchange.faults`; their dice are seeded, so a test is deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from config.logging import get_logger
+from core.models import Fill, Market, OrderStatus, PositionSide, Tick
+from core.money import ZERO, require_aware, to_decimal, utcnow
+from exchanges.base import (
+    ExchangeError,
+    ExchangeOrder,
+    ExchangePosition,
+    ExchangeUnavailable,
+    InvalidOrder,
+    OrderNotFound,
+    OrderRejected,
+    OrderRequest,
+    RequestTimeout,
+)
+from exchanges.paper_book import TRIGGER_TYPES, Delta, PaperBook, PaperOrder
+from exchanges.paper_faults import FaultDice, PaperFaults
+from exchanges.paper_markets import BUILTIN_MARKETS, MarketTable, load_markets_file
+from exchanges.paper_store import PaperStore, encode_delta
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+log = get_logger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A position as fetch_positions shows it: (quantity signed, entry price), None when flat.
+_PositionView = tuple[Decimal, Decimal] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PaperBalance:
+    """The paper account's quote balance: total, margin in use, and what is free."""
+
+    currency: str
+    total: Decimal
+    used: Decimal
+    free: Decimal
+
+
+class PaperExchange:
+    """A simulated exchange implementing :class:`exchanges.base.ExchangeAdapter`."""
+
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        balance: Decimal = Decimal(10000),
+        markets: Mapping[str, Market] | None = None,
+        markets_file: Path | None = None,
+        faults: PaperFaults | Mapping[str, Any] | None = None,
+        seed: int | None = 0,
+        maker_fee: Decimal = Decimal("0.0002"),
+        taker_fee: Decimal = Decimal("0.00055"),
+        slippage_bps: Decimal = Decimal(2),
+        leverage: Decimal = Decimal(10),
+        fsync: bool = True,
+        now: Callable[[], datetime] = utcnow,
+        quote_currency: str = "USDT",
+    ) -> None:
+        table = dict(markets if markets is not None else BUILTIN_MARKETS)
+        if markets_file is not None:
+            table = load_markets_file(markets_file, table)
+        self._markets = MarketTable(table)
+        self._now = now
+        self._quote = quote_currency
+        self._book = PaperBook(
+            self._markets,
+            balance=balance,
+            now=now,
+            maker_fee=maker_fee,
+            taker_fee=taker_fee,
+            slippage_bps=slippage_bps,
+            leverage=leverage,
+        )
+        self._dice = FaultDice(seed)
+        self._faults = PaperFaults()
+        self.faults = PaperFaults.parse(faults)
+        self._store: PaperStore | None = None
+        if directory is not None:
+            self._store = PaperStore(Path(directory), fsync=fsync)
+            self._store.open(self._book)
+        self._closed = False
+        # Position history for the position_lag_s fault: per symbol, (changed_at, view).
+        self._history: dict[str, list[tuple[datetime, _PositionView]]] = {
+            s: [(_EPOCH, (p.qty, p.entry_price))] for s, p in self._book.positions.items()
+        }
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> PaperExchange:
+        """The venue the daemon uses: state under ``settings.paper_dir``."""
+        kwargs: dict[str, Any] = {
+            "balance": settings.paper_balance,
+            "markets_file": settings.paper_markets_file,
+            "faults": settings.paper_faults,
+            "seed": settings.feed_seed,
+            "slippage_bps": settings.paper_slippage_bps,
+        }
+        kwargs.update(overrides)
+        return cls(settings.paper_dir, **kwargs)
+
+    # -- resource ------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Compact the state to a snapshot and release the directory. Idempotent."""
+        self.close()
+
+    def close(self) -> None:
+        """Synchronous :meth:`aclose`, for scripts without an event loop."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._store is not None:
+            try:
+                self._store.compact(self._book)
+            finally:
+                self._store.close()
+
+    # -- configuration -------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return "paper"
+
+    @property
+    def faults(self) -> PaperFaults:
+        return self._faults
+
+    @faults.setter
+    def faults(self, value: PaperFaults | Mapping[str, Any] | None) -> None:
+        self._faults = PaperFaults.parse(value)
+        self._book.partial_fill = self._faults.partial_fill
+        if self._faults.active:
+            log.info("paper_faults", **{k: str(v) for k, v in self._faults.active.items()})
+
+    # -- prices --------------------------------------------------------------------------
+    def on_tick(self, tick: Tick) -> tuple[ExchangeOrder, ...]:
+        """Learn a price and match resting orders; return the orders it changed.
+
+        Ticks for symbols the venue does not list are ignored.
+        """
+        self._check_open()
+        try:
+            market = self._markets.resolve(tick.symbol)
+        except InvalidOrder:
+            return ()
+        if market.symbol != tick.symbol:
+            tick = Tick(market.symbol, tick.price, tick.ts, tick.bid, tick.ask, tick.mark)
+        try:
+            changed = self._book.on_price(tick)
+        finally:
+            self._commit()
+        return tuple(self._view(o) for o in changed)
+
+    def set_price(
+        self, symbol: str, price: Decimal | str | int, ts: datetime | None = None
+    ) -> tuple[ExchangeOrder, ...]:
+        """:meth:`on_tick` for a bare price (tests, scripts)."""
+        stamp = self._now() if ts is None else require_aware(ts, "ts")
+        return self.on_tick(Tick(symbol, to_decimal(price, "price"), stamp))
+
+    def last_prices(self) -> dict[str, Decimal]:
+        """The last known price of every symbol (persisted), e.g. to start a feed from."""
+        return {s: t.price for s, t in self._book.prices.items()}
+
+    # -- the ExchangeAdapter protocol ------------------------------------------------------
+    async def load_markets(self) -> Mapping[str, Market]:
+        await self._call()
+        return self._markets.markets
+
+    def market(self, symbol: str) -> Market:
+        return self._markets.resolve(symbol)
+
+    async def create_order(self, request: OrderRequest) -> ExchangeOrder:
+        await self._call()
+        market = self._markets.resolve(request.symbol)
+        faults = self._faults
+        if request.type in TRIGGER_TYPES and self._dice.roll(faults.reject_stop):
+            raise OrderRejected(f"paper fault reject_stop: {request.type.value} order rejected")
+        if not request.reduce_only and self._dice.roll(faults.reject_entry):
+            raise OrderRejected("paper fault reject_entry: order rejected")
+        try:
+            order = self._book.place(request, market)
+        finally:
+            self._commit()
+        if self._dice.roll(faults.timeout_after_accept):
+            raise RequestTimeout(
+                f"paper fault timeout_after_accept: no reply for {request.client_order_id}"
+            )
+        reply = self._view(order)
+        if self._dice.roll(faults.id_only_reply):
+            return ExchangeOrder(reply.symbol, reply.exchange_order_id, reply.client_order_id)
+        if self._dice.roll(faults.no_average_price):
+            reply = _acknowledgement(reply)
+        if self._dice.roll(faults.no_status):
+            reply = _replace_status(reply, None)
+        return reply
+
+    async def cancel_order(
+        self,
+        symbol: str,
+        *,
+        exchange_order_id: str | None = None,
+        client_order_id: str | None = None,
+        conditional: bool = False,
+    ) -> ExchangeOrder:
+        await self._call()
+        order = self._find(symbol, exchange_order_id, client_order_id)
+        try:
+            self._book.cancel(order)
+        finally:
+            self._commit()
+        return self._view(order)
+
+    async def edit_order(
+        self,
+        symbol: str,
+        exchange_order_id: str,
+        *,
+        amount: Decimal | None = None,
+        price: Decimal | None = None,
+        trigger_price: Decimal | None = None,
+    ) -> ExchangeOrder:
+        await self._call()
+        order = self._find(symbol, exchange_order_id, None)
+        try:
+            self._book.edit(order, amount, price, trigger_price)
+        finally:
+            self._commit()
+        return self._view(order)
+
+    async def fetch_order(
+        self,
+        symbol: str,
+        *,
+        exchange_order_id: str | None = None,
+        client_order_id: str | None = None,
+        conditional: bool = False,
+    ) -> ExchangeOrder:
+        await self._call()
+        return self._view(self._find(symbol, exchange_order_id, client_order_id))
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> Sequence[ExchangeOrder]:
+        await self._call()
+        unified = None if symbol is None else self._markets.resolve(symbol).symbol
+        return [self._view(o) for o in self._book.open_orders(unified)]
+
+    async def fetch_positions(
+        self, symbols: Sequence[str] | None = None
+    ) -> Sequence[ExchangePosition]:
+        await self._call()
+        wanted = None if symbols is None else {self._markets.resolve(s).symbol for s in symbols}
+        cutoff = self._now() - timedelta(seconds=float(self._faults.position_lag_s))
+        result = []
+        for symbol in sorted(self._history):
+            if wanted is not None and symbol not in wanted:
+                continue
+            view = _visible(self._history[symbol], cutoff)
+            if view is None:
+                continue
+            qty, entry = view
+            tick = self._book.prices.get(symbol)
+            mark = None if tick is None else tick.price
+            size = self._markets.resolve(symbol).contract_size
+            result.append(
+                ExchangePosition(
+                    symbol=symbol,
+                    side=PositionSide.LONG if qty > 0 else PositionSide.SHORT,
+                    quantity=abs(qty),
+                    entry_price=entry,
+                    mark_price=mark,
+                    unrealized_pnl=None if mark is None else (mark - entry) * qty * size,
+                    leverage=self._book.leverage,
+                    ts=self._now(),
+                )
+            )
+        return result
+
+    async def fetch_fills(
+        self,
+        symbol: str,
+        *,
+        exchange_order_id: str | None = None,
+        since: datetime | None = None,
+    ) -> Sequence[Fill]:
+        await self._call()
+        unified = self._markets.resolve(symbol).symbol
+        source = (
+            self._book.fills
+            if exchange_order_id is None
+            else self._book.fills_by_order.get(exchange_order_id, [])
+        )
+        return [f for f in source if f.symbol == unified and (since is None or f.ts >= since)]
+
+    async def fetch_price(self, symbol: str) -> Tick:
+        await self._call()
+        unified = self._markets.resolve(symbol).symbol
+        tick = self._book.prices.get(unified)
+        if tick is None:
+            raise ExchangeUnavailable(f"paper: no price known for {unified} yet")
+        return tick
+
+    # -- extras beyond the protocol ----------------------------------------------------------
+    async def fetch_balance(self) -> PaperBalance:
+        """The quote balance, the margin in use, and the free part."""
+        await self._call()
+        used = self._book.used_margin()
+        total = self._book.balance
+        return PaperBalance(self._quote, total, used, total - used)
+
+    async def fetch_free_balance(self, currency: str) -> Decimal:
+        """The free part of the quote balance; the paper account holds nothing else."""
+        balance = await self.fetch_balance()
+        return balance.free if currency.upper() == self._quote else ZERO
+
+    @property
+    def balance(self) -> Decimal:
+        """The quote balance (fees and realised P&L included)."""
+        return self._book.balance
+
+    def export_state(self) -> dict[str, Any]:
+        """The whole venue state as JSON-able data (what the snapshot file holds)."""
+        return encode_delta(self._book.snapshot())
+
+    # -- internals ---------------------------------------------------------------------------
+    async def _call(self) -> None:
+        self._check_open()
+        latency = self._faults.latency_ms
+        if latency > 0:
+            await asyncio.sleep(float(latency) / 1000)
+            self._check_open()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ExchangeUnavailable("paper venue is closed")
+
+    def _find(
+        self, symbol: str, exchange_order_id: str | None, client_order_id: str | None
+    ) -> PaperOrder:
+        unified = self._markets.resolve(symbol).symbol
+        order = self._book.find(exchange_order_id, client_order_id)
+        if order.symbol != unified:
+            raise OrderNotFound(f"paper: order {order.id} is not on {unified}")
+        return order
+
+    def _commit(self) -> None:
+        """Make the pending changes durable (and note position changes for the lag fault)."""
+        delta = self._book.take_delta()
+        if delta is None:
+            return
+        self._remember_positions(delta)
+        if self._store is None:
+            return
+        try:
+            self._store.append(delta)
+        except OSError as exc:
+            # Memory is now ahead of the disk: go back to what the disk holds, so the
+            # venue never shows state that a restart would not have. If even that fails,
+            # the venue stops serving rather than serve state it cannot keep.
+            try:
+                self._reload()
+            except (OSError, ExchangeError):
+                self._closed = True
+            raise ExchangeUnavailable(f"paper: could not persist state: {exc}") from None
+        if self._store.wants_compaction():
+            self._store.compact(self._book)
+
+    def _reload(self) -> None:
+        assert self._store is not None
+        old = self._book
+        self._store.close()
+        self._book = PaperBook(
+            self._markets,
+            balance=old.balance,
+            now=self._now,
+            maker_fee=old.maker_fee,
+            taker_fee=old.taker_fee,
+            slippage_bps=old.slippage_bps,
+            leverage=old.leverage,
+        )
+        self._book.partial_fill = old.partial_fill
+        self._store.open(self._book)
+
+    def _remember_positions(self, delta: Delta) -> None:
+        if not delta.positions:
+            return
+        now = self._now()
+        lag = self._faults.position_lag_s
+        cutoff = now - timedelta(seconds=float(lag))
+        for symbol, position in delta.positions.items():
+            view = None if position is None else (position.qty, position.entry_price)
+            if not lag:
+                self._history[symbol] = [(now, view)]
+                continue
+            history = self._history.setdefault(symbol, [])
+            history.append((now, view))
+            # Keep the newest entry at or before the cutoff and everything after it.
+            keep_from = 0
+            for index, (changed_at, _) in enumerate(history):
+                if changed_at <= cutoff:
+                    keep_from = index
+            if keep_from:
+                del history[:keep_from]
+
+    def _view(self, order: PaperOrder) -> ExchangeOrder:
+        fills = tuple(self._book.fills_by_order.get(order.id, ()))
+        return ExchangeOrder(
+            symbol=order.symbol,
+            exchange_order_id=order.id,
+            client_order_id=order.client_order_id,
+            status=order.status,
+            side=order.side,
+            type=order.type,
+            amount=order.amount,
+            filled=order.filled,
+            remaining=order.remaining,
+            average_price=order.average_price,
+            price=order.price,
+            trigger_price=order.trigger_price,
+            reduce_only=order.reduce_only,
+            fee=order.fee,
+            fee_currency=self._markets.resolve(order.symbol).quote,
+            fills=fills,
+            ts=order.updated_at,
+            raw={
+                "venue": "paper",
+                "time_in_force": order.time_in_force,
+                "triggered": order.triggered,
+                "reason": order.reason,
+                "created_at": order.created_at,
+            },
+        )
+
+
+def _visible(history: list[tuple[datetime, _PositionView]], cutoff: datetime) -> _PositionView:
+    """The newest recorded position state at or before ``cutoff`` (flat before any)."""
+    view: _PositionView = None
+    for changed_at, state in history:
+        if changed_at > cutoff:
+            break
+        view = state
+    return view
+
+
+def _acknowledgement(reply: ExchangeOrder) -> ExchangeOrder:
+    """What Binance USD-M answers a market order with: NEW, nothing filled, no average."""
+    return ExchangeOrder(
+        symbol=reply.symbol,
+        exchange_order_id=reply.exchange_order_id,
+        client_order_id=reply.client_order_id,
+        status=OrderStatus.NEW,
+        side=reply.side,
+        type=reply.type,
+        amount=reply.amount,
+        filled=ZERO,
+        remaining=reply.amount,
+        average_price=None,
+        price=reply.price,
+        trigger_price=reply.trigger_price,
+        reduce_only=reply.reduce_only,
+        fee=None,
+        fee_currency=None,
+        fills=(),
+        ts=reply.ts,
+        raw={**reply.raw, "ack": True},
+    )
+
+
+def _replace_status(reply: ExchangeOrder, status: OrderStatus | None) -> ExchangeOrder:
+    return replace(reply, status=status)
