@@ -1,0 +1,54 @@
+"""The daemon's own error tree.
+
+::
+
+    TraderError               root of everything this project raises on purpose
+    ├── ValidationError       bad input (signal, command, order, setting); final, names the field
+    ├── InvalidTransition     a status move DESIGN.md section 3 forbids: a bug, never retried
+    ├── PositionConflict      a second open position on one market; final
+    └── ExchangeError         (exchanges/base.py) everything a venue can answer
+
+Third-party exceptions never cross a module boundary untranslated: ccxt's are mapped in
+``exchanges/ccxt_errors.py``, asyncpg's stay inside ``database/``.
+"""
+
+from __future__ import annotations
+
+
+class TraderError(Exception):
+    """Root of every error this project raises deliberately."""
+
+
+class ValidationError(TraderError, ValueError):
+    """Input that breaks a rule. Retrying the same input is pointless.
+
+    ``field`` names the offending input and ``rule`` says what it must satisfy, so a
+    person reading a rejected signal knows what to change.
+    """
+
+    def __init__(self, field: str, rule: str, value: object = None) -> None:
+        self.field = field
+        self.rule = rule
+        self.value = value
+        shown = "" if value is None else f" (got {_short(value)})"
+        super().__init__(f"{field}: {rule}{shown}")
+
+
+class InvalidTransition(TraderError):
+    """An order status move that the state machine does not allow (a programming error)."""
+
+    def __init__(self, client_order_id: str, old: str, new: str) -> None:
+        self.client_order_id = client_order_id
+        self.old = old
+        self.new = new
+        super().__init__(f"order {client_order_id}: {old} -> {new} is not an allowed move")
+
+
+class PositionConflict(TraderError):
+    """A position is already open (or opening) on this market; a second one is refused."""
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """Render hostile or huge input safely for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,161 @@
+"""The journal: one call records a change in the audit trail and in the log.
+
+Trading code never writes audit rows or log lines about orders and positions by hand: it
+calls the journal, which builds the rows (core/records.py), hands them to the
+non-blocking sink, and logs one line with ``position_id`` / ``client_order_id`` bound. So
+the log and the ``monitoring`` tables tell the same story, and nothing here ever awaits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from core.models import Fill, Order, OrderStatus, Position
+from core.records import (
+    AuditSink,
+    Severity,
+    event_record,
+    order_event_record,
+    order_record,
+    position_record,
+    position_update_record,
+    trade_record,
+)
+
+_LEVELS = {
+    Severity.DEBUG: "debug",
+    Severity.INFO: "info",
+    Severity.WARNING: "warning",
+    Severity.ERROR: "error",
+    Severity.CRITICAL: "critical",
+}
+
+
+# Position steps that last microseconds on the happy path: recorded in the audit trail
+# always, logged at DEBUG; the outcome (active, rolled_back, ...) is logged at INFO.
+_TRANSITIONAL = frozenset({"pending_entry", "entry_placed", "pending_sl"})
+
+
+class Journal:
+    """Records orders, fills, positions and events to the sink and the log."""
+
+    def __init__(self, sink: AuditSink, account: str) -> None:
+        self._sink = sink
+        self.account = account
+        self._log = structlog.get_logger("trader")
+
+    def order(
+        self,
+        order: Order,
+        kind: str,
+        previous: OrderStatus | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """An order was created or changed: snapshot row, history row, log line."""
+        self._sink.record(order_record(order))
+        self._sink.record(order_event_record(order, kind, previous, detail))
+        if order.status in (OrderStatus.FAILED, OrderStatus.REJECTED):
+            log = self._log.warning
+        elif kind == "created":
+            log = self._log.debug  # the "submitted" / "armed" line follows at once
+        else:
+            log = self._log.info
+        log(
+            f"order_{kind}",
+            client_order_id=order.client_order_id,
+            position_id=order.position_id,
+            symbol=order.symbol,
+            side=order.side,
+            type=order.type,
+            status=order.status,
+            amount=order.amount,
+            filled=order.filled,
+            **({"error": order.error_message} if order.error_message else {}),
+        )
+
+    def fill(
+        self,
+        order: Order,
+        fill: Fill,
+        *,
+        signal_id: int | None = None,
+        realized_pnl: Decimal | None = None,
+    ) -> None:
+        """An execution: trade row, history row, log line."""
+        self._sink.record(trade_record(order, fill, signal_id=signal_id, realized_pnl=realized_pnl))
+        self._sink.record(
+            order_event_record(
+                order,
+                "fill",
+                None,
+                {"trade_id": fill.trade_id, "price": str(fill.price), "amount": str(fill.amount)},
+            )
+        )
+        self._log.info(
+            "order_fill",
+            client_order_id=order.client_order_id,
+            position_id=order.position_id,
+            symbol=order.symbol,
+            side=order.side,
+            price=fill.price,
+            amount=fill.amount,
+            fee=fill.fee,
+            trade_id=fill.trade_id,
+            **({"realized_pnl": realized_pnl} if realized_pnl is not None else {}),
+        )
+
+    def position(self, position: Position, what: str) -> None:
+        """A position changed: snapshot row and log line."""
+        self._sink.record(position_record(position))
+        log = self._log.debug if what in _TRANSITIONAL else self._log.info
+        log(
+            f"position_{what}",
+            position_id=position.id,
+            symbol=position.symbol,
+            side=position.side,
+            status=position.status,
+            quantity=position.quantity,
+            entry_price=position.entry_price,
+            stop_loss_price=position.stop_loss_price,
+            **({"exit_reason": position.exit_reason} if position.exit_reason else {}),
+            **({"realized_pnl": position.realized_pnl} if position.status.is_terminal else {}),
+        )
+
+    def sample(self, position: Position) -> None:
+        """A price / P&L sample of an open position (no log line: too frequent)."""
+        self._sink.record(position_update_record(position))
+
+    def event(
+        self,
+        kind: str,
+        message: str,
+        *,
+        severity: Severity = Severity.INFO,
+        position_id: int | None = None,
+        client_order_id: str | None = None,
+        **detail: Any,
+    ) -> None:
+        """A daemon event (``monitoring.events``) and its log line."""
+        plain = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in detail.items()}
+        self._sink.record(
+            event_record(
+                kind,
+                message,
+                severity=severity,
+                account=self.account,
+                position_id=position_id,
+                client_order_id=client_order_id,
+                detail=plain,
+            )
+        )
+        getattr(self._log, _LEVELS[severity])(
+            kind,
+            message=message,
+            **({"position_id": position_id} if position_id is not None else {}),
+            **({"client_order_id": client_order_id} if client_order_id else {}),
+            **plain,
+        )

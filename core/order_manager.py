@@ -1,0 +1,309 @@
+"""Manual orders: placed, cancelled and listed; emulated ones armed in the TriggerBook and
+executed through the venue when they fire, native ones resting on the venue.
+
+Nothing is armed or sent before :func:`core.order_requests.check_order` passes. A fired
+order moves PENDING → TRIGGERED → SUBMITTED → … and every move and fill is journaled. An
+execution that fails ends FAILED with the venue's reason; it never takes the loop down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from decimal import Decimal
+
+from core.errors import ValidationError
+from core.execution import Executor, Update, refused, request_for
+from core.ids import client_order_id, request_owner
+from core.journal import Journal
+from core.models import Order, OrderPurpose, OrderStatus, OrderType, Side, Tick
+from core.order_requests import OrderSpec, check_order
+from core.position_book import PositionBook
+from core.prices import PriceBoard
+from core.retry import retry_transient
+from core.triggers import TrailingState, TriggerBook
+from exchanges.base import ExchangeAdapter, ExchangeError, InvalidOrder, TransientExchangeError
+
+HISTORY_SIZE = 10_000
+LATENCY_WINDOW = 10_000
+
+
+class OrderManager:
+    """Manual and emulated orders of one account."""
+
+    def __init__(
+        self,
+        adapter: ExchangeAdapter,
+        executor: Executor,
+        triggers: TriggerBook,
+        prices: PriceBoard,
+        *,
+        account: str,
+        positions: PositionBook | None = None,
+        linked_fills: Callable[[Update], Awaitable[bool]] | None = None,
+        leverage: Decimal = Decimal(1),
+        settle_timeout_s: float = 5.0,
+    ) -> None:
+        self._adapter = adapter
+        self._exec = executor
+        self._journal: Journal = executor.journal
+        self._triggers = triggers
+        self._prices = prices
+        self._account = account
+        self._positions = positions
+        self._linked_fills = linked_fills
+        self._leverage = leverage
+        self._settle_timeout_s = settle_timeout_s
+        self._live: dict[str, Order] = {}
+        self._history: deque[Order] = deque(maxlen=HISTORY_SIZE)
+        self._seq = 0
+        self.latencies_us: deque[float] = deque(maxlen=LATENCY_WINDOW)
+
+    # -- placing and cancelling --------------------------------------------------------
+    async def place_order(self, spec: OrderSpec) -> Order:
+        """Check, then arm (emulated) or send (native). Raises ValidationError, nothing done."""
+        if spec.position_id is not None and self._positions is not None:
+            linked = self._positions.get(spec.position_id)
+            if linked is None:
+                raise ValidationError(
+                    "position_id", "no open position with this id", spec.position_id
+                )
+        try:
+            market = self._adapter.market(spec.symbol)
+        except InvalidOrder:
+            raise ValidationError(
+                "symbol", "is not a market this venue trades", spec.symbol
+            ) from None
+        price = self._prices.price(market.symbol)
+        if price is None:
+            price = (await retry_transient(lambda: self._adapter.fetch_price(market.symbol))).price
+        free = None
+        if not spec.reduce_only:
+            free = await retry_transient(lambda: self._adapter.fetch_free_balance(market.quote))
+        amount = check_order(
+            spec,
+            market,
+            price,
+            free_balance=free,
+            leverage=self._leverage,
+            position_side=await self._position_side(market.symbol),
+        )
+        order = self._new_order(spec, market.symbol, amount)
+        if spec.native:
+            return await self._send_native(order)
+        self._triggers.arm(order)
+        self._remember(order)
+        self._journal.order(order, "armed")
+        return order
+
+    def _new_order(self, spec: OrderSpec, symbol: str, amount: Decimal) -> Order:
+        self._seq += 1
+        owner = (
+            request_owner(spec.request_id) if spec.request_id else f"m{time.time_ns() // 1_000_000}"
+        )
+        return Order(
+            client_order_id=client_order_id(self._account, owner, OrderPurpose.MANUAL, self._seq),
+            account=self._account,
+            exchange=self._adapter.name,
+            symbol=symbol,
+            side=spec.side,
+            type=spec.type,
+            amount=amount,
+            purpose=OrderPurpose.MANUAL,
+            price=spec.price if spec.type is OrderType.LIMIT else None,
+            limit_price=spec.price if spec.type is OrderType.STOP_LIMIT else None,
+            trigger_price=spec.trigger_price,
+            trail_percent=spec.trail_percent,
+            trail_amount=spec.trail_amount,
+            activation_price=spec.activation_price,
+            reduce_only=spec.reduce_only,
+            emulated=not spec.native,
+            expires_at=spec.expires_at,
+            position_id=spec.position_id,
+        )
+
+    async def _position_side(self, symbol: str) -> Side | None:
+        positions = await retry_transient(lambda: self._adapter.fetch_positions([symbol]))
+        venue = next((p for p in positions if p.symbol == symbol and p.quantity > 0), None)
+        return None if venue is None else venue.side.entry_side
+
+    async def _send_native(self, order: Order) -> Order:
+        self._journal.order(order, "created")
+        try:
+            update = await self._exec.submit(order)
+        except TransientExchangeError:
+            update = await self._exec.settle(
+                order.with_status(OrderStatus.SUBMITTED), timeout_s=self._settle_timeout_s
+            )
+        except ExchangeError as exc:
+            raise ValidationError("order", f"the venue refused it: {exc}") from None
+        await self._record_fills(update)
+        self._remember(update.order)
+        return update.order
+
+    async def cancel_order(self, ref: str) -> Order:
+        """Cancel by client order id or exchange id."""
+        order = self._find(ref)
+        if order is None:
+            raise ValidationError("order", "no live order with this id", ref)
+        if order.status in (OrderStatus.TRIGGERED, OrderStatus.SUBMITTED) and order.emulated:
+            raise ValidationError(
+                "order", "fired and is being sent to the venue; cancel it once it rests", ref
+            )
+        if order.emulated and order.status in (OrderStatus.PENDING,):
+            self._triggers.remove(order.client_order_id)
+            cancelled = order.with_status(OrderStatus.CANCELLED)
+            self._journal.order(cancelled, "cancelled", order.status)
+            self._remember(cancelled)
+            return cancelled
+        update = await self._exec.cancel(order)
+        await self._record_fills(update)
+        self._remember(update.order)
+        return update.order
+
+    # -- ticks and execution -----------------------------------------------------------
+    def on_tick(self, tick: Tick) -> list[Order]:
+        """Evaluate the book; record expiries; return the orders that fired (TRIGGERED),
+        for the caller to execute as tasks. Never awaits."""
+        result = self._triggers.on_tick(tick.symbol, tick.price, tick.ts)
+        if not result.fired and not result.expired:
+            return []
+        for cid in result.expired:
+            order = self._live.get(cid)
+            if order is not None:
+                expired = order.with_status(OrderStatus.EXPIRED, at=tick.ts)
+                self._journal.order(expired, "expired", order.status)
+                self._remember(expired)
+        fired: list[Order] = []
+        for hit in result.fired:
+            order = self._live.get(hit.client_order_id)
+            if order is None:
+                continue
+            triggered = order.with_status(OrderStatus.TRIGGERED, at=tick.ts)
+            self._journal.order(
+                triggered,
+                "triggered",
+                order.status,
+                {"fire_price": str(hit.fire_price), "trigger_price": str(hit.trigger_price)},
+            )
+            self._remember(triggered)
+            fired.append(triggered)
+        return fired
+
+    async def execute(self, order: Order, tick_ns: int | None = None) -> Order:
+        """Send a fired order: a market order, or a limit at its limit price."""
+        send = (
+            OrderType.LIMIT
+            if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+            else OrderType.MARKET
+        )
+        request = request_for(order, send_type=send)
+        if tick_ns is not None:
+            self.latencies_us.append((time.perf_counter_ns() - tick_ns) / 1000)
+        # While the venue call is in flight, our view says what the journal says.
+        self._remember(order.with_status(OrderStatus.SUBMITTED))
+        try:
+            update = await self._exec.submit(order, request)
+        except TransientExchangeError as exc:
+            update = await self._exec.settle(
+                order.with_status(OrderStatus.SUBMITTED), timeout_s=self._settle_timeout_s
+            )
+            if update.order.exchange_order_id is None and not update.fills:
+                update = Update(self._exec.mark_failed(update.order, f"not confirmed: {exc}"))
+        except ExchangeError as exc:
+            # The executor journaled this very snapshot; keep our view identical.
+            failed = refused(order.with_status(OrderStatus.SUBMITTED), exc)
+            self._remember(failed)
+            return failed
+        if send is OrderType.MARKET and not update.order.status.is_terminal:
+            more = await self._exec.settle(update.order, timeout_s=self._settle_timeout_s)
+            update = Update(more.order, update.fills + more.fills)
+        await self._record_fills(update)
+        self._remember(update.order)
+        return update.order
+
+    async def sync_native(self) -> None:
+        """Refresh the orders that rest on the venue and have left its open list (filled
+        or cancelled there), plus any still in flight: one listing, few lookups."""
+        sent = [o for o in self._live.values() if o.status is not OrderStatus.PENDING]
+        if not sent:
+            return
+        listing = await retry_transient(lambda: self._adapter.fetch_open_orders())
+        resting = {o.client_order_id: o for o in listing}
+        for order in sent:
+            seen = resting.get(order.client_order_id)
+            unchanged = seen is not None and (seen.filled or 0) <= order.filled
+            if unchanged and order.status is not OrderStatus.SUBMITTED:
+                continue
+            try:
+                update = await self._exec.refresh(order)
+            except ExchangeError:
+                continue
+            await self._record_fills(update)
+            self._remember(update.order)
+
+    # -- queries -----------------------------------------------------------------------
+    def get_order(self, ref: str) -> Order | None:
+        return self._find(ref) or next(
+            (o for o in reversed(self._history) if ref in (o.client_order_id, o.exchange_order_id)),
+            None,
+        )
+
+    def active_orders(
+        self, symbol: str | None = None, type: OrderType | None = None
+    ) -> list[Order]:
+        return [
+            o
+            for o in self._live.values()
+            if (symbol is None or o.symbol == symbol) and (type is None or o.type is type)
+        ]
+
+    def order_history(self, offset: int = 0, limit: int = 100) -> list[Order]:
+        """Finished orders, newest first (older ones are in ``monitoring.orders``)."""
+        newest_first = list(reversed(self._history))
+        return newest_first[offset : offset + limit]
+
+    def trailing_states(self) -> list[TrailingState]:
+        return self._triggers.trailing_states()
+
+    def rearm(self, orders: Iterable[Order], states: Iterable[TrailingState] = ()) -> int:
+        """After a restart: arm the emulated orders that were PENDING, then restore the
+        trailing extremes so they resume where they were, not from today's price."""
+        count = 0
+        for order in orders:
+            if order.emulated and order.status is OrderStatus.PENDING:
+                self._triggers.arm(order)
+                self._remember(order)
+                count += 1
+        self._triggers.restore_trailing(states)
+        return count
+
+    def track(self, order: Order) -> None:
+        """Follow an order restored after a restart (native, or emulated and in flight)."""
+        self._remember(order)
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def _find(self, ref: str) -> Order | None:
+        order = self._live.get(ref)
+        if order is None:
+            order = next((o for o in self._live.values() if o.exchange_order_id == ref), None)
+        return order
+
+    def _remember(self, order: Order) -> None:
+        if order.status.is_terminal:
+            self._live.pop(order.client_order_id, None)
+            self._history.append(order)
+        else:
+            self._live[order.client_order_id] = order
+
+    async def _record_fills(self, update: Update) -> None:
+        """Journal executions; those of an order placed for a position go through the
+        position's lifecycle, so its quantity, P&L and stop follow."""
+        if not update.fills:
+            return
+        hook = self._linked_fills
+        if update.order.position_id is not None and hook is not None and await hook(update):
+            return
+        for fill in update.fills:
+            self._journal.fill(update.order, fill)

@@ -1,0 +1,357 @@
+"""An open position's life after the atomic open: price tracking, stop moves, fills that
+happen on the venue, and the close.
+
+- ``close_position`` closes at market (reduce-only, side from the position), records the
+  exit with realised P&L, then cancels every other order of the position: no orphan stop
+  (failure mode 8). It learns first whether the stop already fired, so a close is never
+  counted twice (failure mode 12).
+- ``move_stop`` places the new reduce-only stop first and cancels the old one second, so
+  there is no instant without a stop (failure mode 9); a stop that would fire at once
+  becomes a market close.
+- ``sync`` asks the venue about the position's orders: a stop or take-profit that filled
+  closes the position with the real exit; a growing entry gets its stop resized; a stop
+  that vanished is replaced at once.
+- ``on_tick`` marks positions to the price, samples them (throttled) and returns the stop
+  moves that break-even or trailing call for; the caller runs them as tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from core.atomic_position_manager import AtomicPositionManager
+from core.errors import ValidationError
+from core.execution import Executor, Update
+from core.journal import Journal
+from core.models import Order, OrderPurpose, OrderStatus, Position, PositionStatus, Tick
+from core.money import utcnow
+from core.position_book import LivePosition, PositionBook
+from core.positions import mark, stop_is_through, stop_target
+from core.prices import PriceBoard
+from core.records import Severity
+from core.retry import retry_transient
+from exchanges.base import ExchangeAdapter, ExchangeError, ExchangeOrder
+
+SAMPLE_INTERVAL = timedelta(seconds=5)
+
+
+_EXIT_REASON = {OrderPurpose.STOP_LOSS: "stop_loss", OrderPurpose.TAKE_PROFIT: "take_profit"}
+
+
+def _changed(order: Order, seen: ExchangeOrder | None) -> bool:
+    """Gone from the open list, or filled more than we know: worth a lookup."""
+    return seen is None or (seen.filled or 0) > order.filled
+
+
+@dataclass(frozen=True, slots=True)
+class StopMove:
+    """A decision to move ``position_id``'s stop to ``price``."""
+
+    position_id: int
+    price: Decimal
+
+
+class PositionLifecycle:
+    """Everything that happens to a position between its open and its close."""
+
+    def __init__(
+        self,
+        adapter: ExchangeAdapter,
+        executor: Executor,
+        book: PositionBook,
+        apm: AtomicPositionManager,
+        prices: PriceBoard,
+        *,
+        sample_interval: timedelta = SAMPLE_INTERVAL,
+    ) -> None:
+        self._adapter = adapter
+        self._exec = executor
+        self._journal: Journal = executor.journal
+        self._book = book
+        self._apm = apm
+        self._sample_interval = sample_interval
+        self._prices = prices
+
+    # -- ticks -------------------------------------------------------------------------
+    def on_tick(self, tick: Tick) -> list[StopMove]:
+        """Mark positions on ``tick.symbol``; return the stop moves due. Never awaits."""
+        live = self._book.on_symbol(tick.symbol)
+        if live is None or live.position.status is not PositionStatus.ACTIVE:
+            return []
+        live.position = mark(live.position, tick.price)
+        if live.last_sample is None or tick.ts - live.last_sample >= self._sample_interval:
+            live.last_sample = tick.ts
+            self._journal.sample(live.position)
+        if live.rules is None or live.busy:
+            return []
+        target = stop_target(
+            live.position,
+            tick.price,
+            live.rules,
+            self._adapter.market(live.symbol).tick_size,
+            live.last_stop_move,
+            tick.ts,
+        )
+        return [] if target is None else [StopMove(live.id, target)]
+
+    # -- stop moves --------------------------------------------------------------------
+    async def move_stop(self, position_id: int, price: Decimal, reason: str = "trailing") -> None:
+        """Move the stop: new one placed first, old one cancelled second."""
+        live = self._book.get(position_id)
+        if live is None:
+            return
+        async with self._book.lock(live.symbol):
+            if self._book.get(position_id) is not live or live.busy:
+                return
+            live.busy = True
+            try:
+                await self._move_stop_locked(live, price, reason)
+            finally:
+                live.busy = False
+
+    async def _move_stop_locked(self, live: LivePosition, price: Decimal, reason: str) -> None:
+        position = live.position
+        current = self._prices.price(live.symbol)
+        if current is not None and stop_is_through(position.side, price, current):
+            await self._close_locked(live, f"{reason}_stop_through")
+            return
+        old = live.stop
+        new = await self._apm.place_stop(live, price, position.quantity)
+        live.last_stop_move = utcnow()
+        if new is None:
+            self._journal.event(
+                "stop_move_failed",
+                f"could not move the stop to {price}; the old stop stays",
+                severity=Severity.WARNING,
+                position_id=live.id,
+            )
+            return
+        self._set(live, "stop_moved", stop_loss_price=price)
+        if old is not None:
+            await self._cancel(live, old)
+
+    # -- manual orders linked to a position --------------------------------------------
+    async def apply_order_fills(self, update: Update) -> bool:
+        """Fills of a manual order placed for a position (``--position``): a fill on the
+        closing side reduces it and realises P&L, one on the opening side grows it; the
+        stop is resized to the new quantity, and a position brought to zero is closed.
+        Returns False when no open position claims the order (the caller records them)."""
+        order = update.order
+        live = self._book.get(order.position_id) if order.position_id is not None else None
+        if live is None or not update.fills:
+            return False
+        async with self._book.lock(live.symbol):
+            if self._book.get(live.id) is not live:
+                return False
+            if order.side is live.position.side.exit_side:
+                self._apm.record_exit_fills(live, update)
+                if live.position.quantity == 0:
+                    await self._cancel_all(live)
+                    self._apm.finish(live, PositionStatus.CLOSED, "manual_order")
+                    return True
+            else:
+                self._apm.entry_fills(live, update)
+            stop, price = live.stop, live.position.stop_loss_price
+            if (
+                stop is not None
+                and price is not None
+                and not stop.status.is_terminal
+                and stop.amount != live.position.quantity
+            ):
+                await self._move_stop_locked(live, price, "resized")
+        return True
+
+    # -- closing -----------------------------------------------------------------------
+    async def close_position(self, position_id: int, reason: str = "manual") -> Position:
+        """Close at market, record the exit, cancel every other order of the position."""
+        live = self._book.get(position_id)
+        if live is None:
+            raise ValidationError("position_id", "no open position with this id", position_id)
+        async with self._book.lock(live.symbol):
+            if self._book.get(position_id) is not live:
+                return live.position  # closed while we waited for the lock
+            return await self._close_locked(live, reason)
+
+    async def _close_locked(
+        self, live: LivePosition, reason: str, *, learn_first: bool = True
+    ) -> Position:
+        if learn_first:
+            await self._sync_locked(live)
+            if self._book.get(live.id) is not live:
+                return live.position  # the stop or take-profit closed it just now
+        if live.entry is not None and not live.entry.status.is_terminal:
+            cancelled = await self._exec.cancel(live.entry)
+            live.entry = cancelled.order
+            self._apm.entry_fills(live, cancelled)
+        self._set(live, "closing", status=PositionStatus.CLOSING)
+        if live.position.quantity > 0:
+            await self._apm.flatten(live, OrderPurpose.EXIT)
+        await self._cancel_all(live)
+        return self._apm.finish(live, PositionStatus.CLOSED, reason)
+
+    async def _cancel_all(self, live: LivePosition) -> None:
+        for order in live.live_orders():
+            await self._cancel(live, order)
+
+    async def _cancel(self, live: LivePosition, order: Order) -> None:
+        """Cancel one order of the position and account for anything it filled."""
+        try:
+            update = await self._exec.cancel(order)
+        except ExchangeError as exc:
+            self._journal.event(
+                "cancel_failed",
+                f"cancel failed, will retry at the next sync: {exc}",
+                severity=Severity.WARNING,
+                position_id=live.id,
+                client_order_id=order.client_order_id,
+            )
+            return
+        self._replace(live, order, update.order)
+        if update.fills:
+            self._apm.record_exit_fills(live, update)
+            if live.position.quantity == 0 and self._book.get(live.id) is live:
+                # The order we were cancelling filled first: it closed the position.
+                reason = _EXIT_REASON.get(order.purpose, "closed_on_venue")
+                for other in live.live_orders():
+                    if other is not update.order:
+                        await self._cancel(live, other)
+                if self._book.get(live.id) is live:
+                    self._apm.finish(live, PositionStatus.CLOSED, reason)
+
+    # -- venue sync --------------------------------------------------------------------
+    async def sync(self, position_id: int) -> None:
+        """Bring one position up to date with the venue."""
+        live = self._book.get(position_id)
+        if live is None:
+            return
+        async with self._book.lock(live.symbol):
+            if self._book.get(position_id) is live:
+                await self._sync_locked(live)
+
+    async def sync_all(self) -> None:
+        """One pass over every position at the cost of one venue listing: only positions
+        whose resting orders left the open list (filled, cancelled), or whose entry is
+        still working, are asked about in detail. A venue's rate limit stays untouched by
+        a thousand quiet positions."""
+        if not len(self._book):
+            return
+        listing = await retry_transient(lambda: self._adapter.fetch_open_orders())
+        resting = {o.client_order_id: o for o in listing}
+        for live in list(self._book):
+            watched = [o for o in (live.stop, live.take_profit, *live.retired) if o is not None]
+            moved = any(
+                not o.status.is_terminal and _changed(o, resting.get(o.client_order_id))
+                for o in watched
+            )
+            entry_working = live.entry is not None and not live.entry.status.is_terminal
+            naked = live.position.status is PositionStatus.ACTIVE and (
+                live.stop is None or live.stop.status.is_terminal
+            )
+            leftovers = any(not o.status.is_terminal for o in live.retired)
+            if moved or entry_working or naked or leftovers:
+                try:
+                    await self.sync(live.id)
+                except ExchangeError as exc:
+                    # One position's trouble must not blind us to every other one.
+                    self._journal.event(
+                        "sync_failed",
+                        f"could not sync the position: {exc}",
+                        severity=Severity.WARNING,
+                        position_id=live.id,
+                    )
+
+    async def _sync_locked(self, live: LivePosition) -> None:
+        exit_by: str | None = None
+        for order, reason in ((live.stop, "stop_loss"), (live.take_profit, "take_profit")):
+            if order is None or order.status.is_terminal:
+                continue
+            update = await self._refresh(live, order)
+            if update is None:
+                continue
+            self._replace(live, order, update.order)
+            if update.fills:
+                self._apm.record_exit_fills(live, update)
+                exit_by = reason
+        if live.entry is not None and not live.entry.status.is_terminal:
+            await self._follow_entry(live)
+        for order in [o for o in live.retired if not o.status.is_terminal]:
+            await self._cancel(live, order)  # a stop left behind by a move (failure mode 8)
+        if exit_by is not None and live.position.quantity == 0:
+            await self._cancel_all(live)
+            self._apm.finish(live, PositionStatus.CLOSED, exit_by)
+            return
+        if live.position.status is PositionStatus.ACTIVE and live.position.quantity > 0:
+            stop = live.stop
+            if stop is None or (stop.status.is_terminal and stop.status is not OrderStatus.FILLED):
+                await self._replace_lost_stop(live)
+
+    async def _refresh(self, live: LivePosition, order: Order) -> Update | None:
+        try:
+            return await self._exec.refresh(order)
+        except ExchangeError as exc:
+            self._journal.event(
+                "sync_failed",
+                f"could not refresh order: {exc}",
+                severity=Severity.WARNING,
+                position_id=live.id,
+                client_order_id=order.client_order_id,
+            )
+            return None
+
+    async def _follow_entry(self, live: LivePosition) -> None:
+        """A resting or partly filled entry: protect what filled, resize as it grows."""
+        assert live.entry is not None
+        update = await self._refresh(live, live.entry)
+        if update is None:
+            return
+        live.entry = update.order
+        if live.entry_from_venue:
+            # Already counted from the venue position: record the trades, add nothing.
+            for fill in update.fills:
+                self._journal.fill(update.order, fill, signal_id=live.position.signal_id)
+            return
+        before = live.position.quantity
+        self._apm.entry_fills(live, update)
+        if live.position.quantity == before:
+            return
+        if live.stop is None:
+            await self._apm.protect(live)
+            return
+        assert live.position.stop_loss_price is not None
+        await self._move_stop_locked(live, live.position.stop_loss_price, "entry_grew")
+
+    async def _replace_lost_stop(self, live: LivePosition) -> None:
+        """The stop is gone (cancelled on the venue by someone else): protect at once."""
+        price = live.position.stop_loss_price
+        assert price is not None
+        self._journal.event(
+            "stop_missing",
+            "the position's stop is no longer on the venue; placing a new one",
+            severity=Severity.CRITICAL,
+            position_id=live.id,
+        )
+        lost = live.stop
+        if lost is not None:
+            live.retired.append(lost)  # keep its history; it no longer protects anything
+        if await self._apm.place_stop(live, price, live.position.quantity) is None:
+            # No stop can be placed: close at market rather than stay naked. The sync that
+            # brought us here already learned what the venue knows; do not re-enter it.
+            await self._close_locked(live, "stop_lost", learn_first=False)
+
+    # -- helpers -----------------------------------------------------------------------
+    @staticmethod
+    def _replace(live: LivePosition, old: Order, new: Order) -> None:
+        if live.stop is old:
+            live.stop = new
+        elif live.take_profit is old:
+            live.take_profit = new
+        elif live.entry is old:
+            live.entry = new
+        else:
+            live.retired = [new if o is old else o for o in live.retired]
+
+    def _set(self, live: LivePosition, what: str, **changes: object) -> None:
+        live.position = live.position.evolve(**changes)
+        self._journal.position(live.position, what)

@@ -1,0 +1,481 @@
+"""Reconciliation: making our records and the venue agree, at start-up and periodically.
+
+At start-up :meth:`Reconciler.restore` rebuilds the in-memory book from what the database
+last knew; :meth:`Reconciler.reconcile` (at start and every few seconds) then applies the
+rules of DESIGN.md section 7, every action an event:
+
+- orders we think live are fetched by client id: fills that happened while we were down
+  are applied, and a position closed on the venue is closed here with the real exit;
+- a position of ours on the venue without a stop for its full quantity gets one at once;
+- an entry that never filled (cancelled, expired) is not treated as filled: its position
+  fails and no stop is placed for something that does not exist (failure mode 15);
+- a venue position with no record, but whose fills carry our client ids (a crash between
+  the entry and the audit write), is adopted and protected;
+- our orders that belong to no live position or request are cancelled (orphans);
+- anything of unknown origin is reported, and left alone.
+
+When the positions endpoint and our orders disagree (a lagging endpoint), the orders win:
+a reduce-only stop is placed for what our fills say we hold, and the venue's refusal of
+that stop is what proves the market flat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+
+from core.atomic_position_manager import AtomicPositionManager
+from core.execution import Executor
+from core.ids import is_ours, owner_of, purpose_of
+from core.journal import Journal
+from core.models import (
+    Fill,
+    Order,
+    OrderPurpose,
+    OrderStatus,
+    Position,
+    PositionStatus,
+    Signal,
+)
+from core.money import ZERO
+from core.order_manager import OrderManager
+from core.position_book import LivePosition, PositionBook
+from core.position_lifecycle import PositionLifecycle
+from core.records import Severity
+from core.retry import retry_transient
+from exchanges.base import (
+    ExchangeAdapter,
+    ExchangeError,
+    ExchangeOrder,
+    ExchangePosition,
+    OrderNotFound,
+)
+
+_OPENING = (PositionStatus.PENDING_ENTRY, PositionStatus.ENTRY_PLACED, PositionStatus.PENDING_SL)
+
+
+class Reconciler:
+    """Brings the book, the audit trail and the venue into agreement."""
+
+    def __init__(
+        self,
+        adapter: ExchangeAdapter,
+        executor: Executor,
+        book: PositionBook,
+        apm: AtomicPositionManager,
+        lifecycle: PositionLifecycle,
+        orders: OrderManager,
+        *,
+        account: str,
+        symbols: Sequence[str],
+    ) -> None:
+        self._adapter = adapter
+        self._exec = executor
+        self._journal: Journal = executor.journal
+        self._book = book
+        self._apm = apm
+        self._lifecycle = lifecycle
+        self._orders = orders
+        self._account = account
+        self._symbols = list(symbols)
+        self._reported: set[str] = set()
+        self._flat_seen: set[int] = set()
+
+    # -- start-up ----------------------------------------------------------------------
+    def restore(self, positions: Iterable[Position], orders: Iterable[Order]) -> None:
+        """Rebuild the book from the database's view.
+
+        ``orders`` must hold every order of the given positions, terminal ones included
+        (a FILLED entry is what says the position exists), and the live manual orders.
+        """
+        by_position: dict[int, list[Order]] = {}
+        manual: list[Order] = []
+        for order in orders:
+            if order.position_id is not None and order.purpose is not OrderPurpose.MANUAL:
+                by_position.setdefault(order.position_id, []).append(order)
+            else:
+                manual.append(order)
+        for position in positions:
+            if position.status.is_terminal:
+                continue
+            live = self._book.claim(position, _signal_for(position))
+            for order in sorted(by_position.get(position.id, []), key=lambda o: o.created_at):
+                _attach(live, order)
+                live.note_client_id(order.client_order_id, order.purpose)
+            live.rules = self._apm.rules_for(live)
+            self._journal.event(
+                "restored", "position restored from the database", position_id=position.id
+            )
+        armed = self._orders.rearm(manual)
+        for order in manual:
+            if not order.emulated or order.status is not OrderStatus.PENDING:
+                self._orders.track(order)
+        if armed:
+            self._journal.event("rearmed", f"{armed} emulated orders re-armed", count=armed)
+
+    # -- the rules ---------------------------------------------------------------------
+    async def reconcile(self) -> None:
+        """One full pass: every known position, then the venue sweep."""
+        for live in list(self._book):
+            try:
+                await self._position(live)
+            except ExchangeError as exc:
+                self._journal.event(
+                    "reconcile_failed",
+                    f"could not reconcile the position: {exc}",
+                    severity=Severity.WARNING,
+                    position_id=live.id,
+                )
+        await self._sweep()
+
+    async def _position(self, live: LivePosition) -> None:
+        async with self._book.lock(live.symbol):
+            if self._book.get(live.id) is not live:
+                return
+            entered, exited = await self._refresh_orders(live)
+            held = max(entered - exited, ZERO)
+            venue = await self._venue_position(live)
+            if held == 0 and venue > 0 and live.position.quantity > 0:
+                # Our orders account for nothing, yet the venue holds our side: believe
+                # the venue and protect it rather than call the position closed.
+                held = venue
+            if live.position.status is PositionStatus.CLOSING:
+                await self._finish_close(live, held)
+            elif held > 0:
+                if venue == 0 and live.position.status is PositionStatus.ACTIVE:
+                    if self._flat_twice(live):
+                        await self._closed_elsewhere(live)
+                        return
+                else:
+                    self._flat_seen.discard(live.id)
+                await self._protect(live, held)
+            elif entered == 0:
+                if live.entry is not None and not live.entry.status.is_terminal:
+                    return  # a limit entry still resting, nothing filled: nothing to protect
+                # Cancelled or expired without a fill: no position exists (failure mode 15).
+                await self._cancel_leftovers(live)
+                self._apm.finish(live, PositionStatus.FAILED, "entry never filled")
+            else:
+                await self._closed_on_venue(live)
+
+    def _flat_twice(self, live: LivePosition) -> bool:
+        """Our orders say we hold, the venue says flat. Once may be a lagging positions
+        endpoint; two passes in a row (a reconcile interval apart) is a position closed
+        on the venue by something else: a liquidation, a manual close, another tool."""
+        if live.id in self._flat_seen:
+            return True
+        self._flat_seen.add(live.id)
+        self._journal.event(
+            "venue_flat_suspected",
+            "the venue shows no position while our orders say we hold one; rechecking",
+            severity=Severity.WARNING,
+            position_id=live.id,
+        )
+        return False
+
+    async def _closed_elsewhere(self, live: LivePosition) -> None:
+        self._flat_seen.discard(live.id)
+        await self._cancel_leftovers(live)
+        self._journal.event(
+            "closed_elsewhere",
+            "the venue closed this position outside the daemon; exit price unknown here,"
+            " realised P&L not recorded — check the venue's history",
+            severity=Severity.CRITICAL,
+            position_id=live.id,
+        )
+        self._apm.finish(live, PositionStatus.CLOSED, "closed_on_venue")
+
+    async def _venue_position(self, live: LivePosition) -> Decimal:
+        """The venue's quantity on this market on our side (0 when flat or lagging)."""
+        positions = await retry_transient(lambda: self._adapter.fetch_positions([live.symbol]))
+        return sum(
+            (
+                p.quantity
+                for p in positions
+                if p.symbol == live.symbol and p.side is live.position.side
+            ),
+            ZERO,
+        )
+
+    async def _refresh_orders(self, live: LivePosition) -> tuple[Decimal, Decimal]:
+        """Bring the position's live orders up to date (recording any executions they
+        reveal) and return what our fills say was entered and exited."""
+        for order in [o for o in (live.entry, live.stop, live.take_profit, *live.retired) if o]:
+            if order.status.is_terminal:
+                continue  # its executions are in its (restored) fills already
+            try:
+                update = await self._exec.refresh(order)
+            except OrderNotFound:
+                _replace(live, order, self._vanished(order))
+                continue
+            _replace(live, order, update.order)
+            if not update.fills:
+                continue
+            if order.purpose is OrderPurpose.ENTRY:
+                for fill in update.fills:
+                    self._journal.fill(update.order, fill, signal_id=live.position.signal_id)
+            else:
+                self._apm.record_exit_fills(live, update)
+        orders = [o for o in (live.entry, live.stop, live.take_profit, *live.retired) if o]
+        entered = sum((o.filled for o in orders if o.purpose is OrderPurpose.ENTRY), ZERO)
+        exited = sum((o.filled for o in orders if o.purpose is not OrderPurpose.ENTRY), ZERO)
+        return entered, exited
+
+    def _vanished(self, order: Order) -> Order:
+        """A live order the venue no longer knows: never sent (FAILED) or gone (CANCELLED)."""
+        if order.status in (OrderStatus.PENDING, OrderStatus.TRIGGERED, OrderStatus.SUBMITTED):
+            return self._exec.mark_failed(order, "never reached the venue")
+        gone = order.with_status(OrderStatus.CANCELLED, error="not on the venue at reconciliation")
+        self._journal.order(gone, "vanished", order.status)
+        return gone
+
+    async def _protect(self, live: LivePosition, held: Decimal) -> None:
+        """Our fills say we hold ``held``: make sure a stop covers it."""
+        position = live.position
+        if position.quantity != held:
+            live.position = position.evolve(quantity=held, entry_price=_entry_price(live, position))
+            self._journal.position(live.position, "quantity_reconciled")
+        stop = live.stop
+        covered = stop is not None and not stop.status.is_terminal and stop.amount >= held
+        if covered and live.position.status is PositionStatus.ACTIVE:
+            return
+        self._journal.event(
+            "protecting",
+            "position held without a full stop; placing one",
+            severity=Severity.WARNING,
+            position_id=live.id,
+            quantity=held,
+        )
+        if live.position.stop_loss_price is None or live.position.status in _OPENING:
+            await self._apm.protect(live)
+            return
+        new = await self._apm.place_stop(live, live.position.stop_loss_price, held)
+        if new is None:
+            await self._apm.rollback(live, "no stop could be placed at reconciliation")
+            return
+        if stop is not None and not stop.status.is_terminal:
+            _replace(live, stop, (await self._exec.cancel(stop)).order)
+
+    async def _closed_on_venue(self, live: LivePosition) -> None:
+        """Our fills say flat, but the position was open: it closed on the venue."""
+        exit_order = next(
+            (o for o in (live.stop, live.take_profit, *live.retired) if o and o.filled > 0), None
+        )
+        reason = "closed_on_venue"
+        if exit_order is not None:
+            reason = {
+                OrderPurpose.STOP_LOSS: "stop_loss",
+                OrderPurpose.TAKE_PROFIT: "take_profit",
+            }.get(exit_order.purpose, reason)
+            fills = await retry_transient(
+                lambda: self._adapter.fetch_fills(
+                    live.symbol, exchange_order_id=exit_order.exchange_order_id
+                )
+            )
+            for fill in fills:
+                qty = min(fill.amount, live.position.quantity)
+                if qty > 0 and live.position.entry_price is not None:
+                    live.position, realized = live.position.with_exit_fill(
+                        fill.price, qty, fill.fee
+                    )
+                    self._journal.fill(exit_order, fill, realized_pnl=realized)
+        await self._cancel_leftovers(live)
+        self._journal.event(
+            "closed_on_venue", f"position found closed on the venue ({reason})", position_id=live.id
+        )
+        self._apm.finish(live, PositionStatus.CLOSED, reason)
+
+    async def _finish_close(self, live: LivePosition, held: Decimal) -> None:
+        if held > 0:
+            live.position = live.position.evolve(quantity=held)
+            await self._apm.flatten(live, OrderPurpose.EXIT)
+        await self._cancel_leftovers(live)
+        self._apm.finish(live, PositionStatus.CLOSED, live.position.exit_reason or "manual")
+
+    async def _cancel_leftovers(self, live: LivePosition) -> None:
+        for order in live.live_orders():
+            try:
+                _replace(live, order, (await self._exec.cancel(order)).order)
+            except ExchangeError as exc:
+                self._journal.event(
+                    "cancel_failed",
+                    f"could not cancel a leftover order: {exc}",
+                    severity=Severity.WARNING,
+                    position_id=live.id,
+                    client_order_id=order.client_order_id,
+                )
+
+    # -- the venue sweep ---------------------------------------------------------------
+    async def _sweep(self) -> None:
+        """Venue positions and orders nobody here accounts for."""
+        venue_positions = await retry_transient(lambda: self._adapter.fetch_positions())
+        open_orders = await retry_transient(lambda: self._adapter.fetch_open_orders())
+        known = self._known_client_ids()
+        for venue in venue_positions:
+            if self._book.on_symbol(venue.symbol) is None:
+                await self._stray_position(venue)
+        for order in open_orders:
+            cid = order.client_order_id
+            if cid in known:
+                continue
+            if is_ours(cid, self._account) and not self._has_owner(cid):
+                await self._cancel_orphan(order)
+            elif cid is None or not is_ours(cid, self._account):
+                self._report("unknown_order", order.exchange_order_id or "?", order.symbol)
+
+    def _known_client_ids(self) -> set[str]:
+        ids = {o.client_order_id for live in self._book for o in live.live_orders()}
+        ids.update(o.client_order_id for o in self._orders.active_orders())
+        return ids
+
+    def _has_owner(self, cid: str | None) -> bool:
+        owner = owner_of(cid)
+        if owner is None:
+            return False
+        kind, number = owner
+        if kind == "p":
+            return self._book.get(number) is not None
+        return any(o.client_order_id == cid for o in self._orders.active_orders())
+
+    async def _cancel_orphan(self, order: ExchangeOrder) -> None:
+        self._journal.event(
+            "orphan_cancelled",
+            "our order belongs to no live position or request; cancelling it",
+            severity=Severity.WARNING,
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+        )
+        try:
+            await self._adapter.cancel_order(
+                order.symbol,
+                exchange_order_id=order.exchange_order_id,
+                client_order_id=order.client_order_id,
+                conditional=order.trigger_price is not None,
+            )
+        except ExchangeError as exc:
+            self._journal.event(
+                "cancel_failed",
+                f"orphan not cancelled: {exc}",
+                severity=Severity.WARNING,
+                client_order_id=order.client_order_id,
+            )
+
+    async def _stray_position(self, venue: ExchangePosition) -> None:
+        """A venue position with no live record: ours if our entry filled it."""
+        fills = await retry_transient(lambda: self._adapter.fetch_fills(venue.symbol))
+        entries = [
+            f
+            for f in fills
+            if is_ours(f.client_order_id, self._account)
+            and purpose_of(f.client_order_id or "") is OrderPurpose.ENTRY
+            and f.side is venue.side.entry_side
+        ]
+        owner = owner_of(entries[-1].client_order_id) if entries else None
+        if owner is None or owner[0] != "p" or _net_of(fills, owner) != venue.quantity:
+            # Not provably ours: our fills for that position do not add up to what the
+            # venue holds (it was closed, and this is someone else's). Report, never touch.
+            self._report("unknown_position", venue.symbol, venue.symbol)
+            return
+        await self._adopt(venue, owner[1], entries[-1].client_order_id or "")
+
+    async def _adopt(self, venue: ExchangePosition, position_id: int, entry_cid: str) -> None:
+        async with self._book.lock(venue.symbol):
+            if self._book.on_symbol(venue.symbol) is not None:
+                return
+            position = Position(
+                id=position_id,
+                account=self._account,
+                exchange=self._adapter.name,
+                symbol=venue.symbol,
+                side=venue.side,
+                status=PositionStatus.PENDING_SL,
+                quantity=venue.quantity,
+                entry_price=venue.entry_price,
+                # Rows of this id may exist (e.g. pending_entry); newest version wins there.
+                version=ADOPTED_VERSION,
+            )
+            live = self._book.claim(position, _signal_for(position))
+            live.skip_sequences(_STRAY_SEQ)
+            self._journal.event(
+                "adopted",
+                "venue position filled by our entry but unrecorded; adopting and protecting",
+                severity=Severity.CRITICAL,
+                position_id=position_id,
+                client_order_id=entry_cid,
+                quantity=venue.quantity,
+            )
+            self._journal.position(position, "adopted")
+            await self._apm.protect(live)
+
+    def _report(self, kind: str, key: str, symbol: str) -> None:
+        if f"{kind}:{key}" in self._reported:
+            return
+        self._reported.add(f"{kind}:{key}")
+        self._journal.event(
+            kind,
+            "found on the venue, not ours: reported, not touched",
+            severity=Severity.WARNING,
+            symbol=symbol,
+            venue_id=key,
+        )
+
+
+ADOPTED_VERSION = 1_000_000
+_STRAY_SEQ = 50  # client-id sequences of an adopted position restart past any earlier use
+
+
+def _net_of(fills: Sequence[Fill], owner: tuple[str, int]) -> Decimal:
+    """What our fills for one position add up to: entries minus exits."""
+    net = ZERO
+    for fill in fills:
+        if owner_of(fill.client_order_id) != owner:
+            continue
+        entry = purpose_of(fill.client_order_id or "") is OrderPurpose.ENTRY
+        net += fill.amount if entry else -fill.amount
+    return net
+
+
+def _signal_for(position: Position) -> Signal:
+    """The protection a restored position asks for: its recorded stop and take-profit, or
+    the configured defaults where it had none yet."""
+    return Signal(
+        symbol=position.symbol,
+        side=position.side,
+        amount=position.quantity or Decimal(1),
+        stop_loss_price=position.stop_loss_price,
+        take_profit_price=position.take_profit_price,
+        id=position.signal_id,
+    )
+
+
+def _entry_price(live: LivePosition, position: Position) -> Decimal | None:
+    if position.entry_price is not None:
+        return position.entry_price
+    return live.entry.average_price if live.entry is not None else None
+
+
+def _attach(live: LivePosition, order: Order) -> None:
+    """Put a restored order in its slot; a newer live stop retires an older one."""
+    slot = {
+        OrderPurpose.ENTRY: "entry",
+        OrderPurpose.STOP_LOSS: "stop",
+        OrderPurpose.TAKE_PROFIT: "take_profit",
+    }.get(order.purpose)
+    if slot is None:
+        live.retired.append(order)
+        return
+    current: Order | None = getattr(live, slot)
+    if current is not None and (order.status.is_terminal and not current.status.is_terminal):
+        live.retired.append(order)
+        return
+    if current is not None:
+        live.retired.append(current)
+    setattr(live, slot, order)
+
+
+def _replace(live: LivePosition, old: Order, new: Order) -> None:
+    for slot in ("entry", "stop", "take_profit"):
+        if getattr(live, slot) is old:
+            setattr(live, slot, new)
+            return
+    live.retired = [new if o is old else o for o in live.retired]

@@ -1,0 +1,425 @@
+"""TriggerBook: which emulated (in-process) orders fire, or expire, on a price tick.
+
+The order manager arms emulated orders here, feeds every price tick to :meth:`on_tick`
+and executes what comes back. The book does no I/O and knows no exchange; it only
+implements the trigger table of DESIGN.md section 3, with ``p`` the tick price:
+
+========================  ======================================================
+LIMIT buy / sell          ``p ≤ limit`` / ``p ≥ limit``
+STOP_MARKET buy / sell    ``p ≥ stop`` / ``p ≤ stop``
+STOP_LIMIT buy / sell     ``p ≥ stop`` / ``p ≤ stop`` (the limit is the caller's)
+TAKE_PROFIT_MARKET s / b  ``p ≥ tp`` / ``p ≤ tp``
+TRAILING_STOP sell / buy  see core/trailing.py: peak / trough since activation
+any with ``expires_at``   ``tick ts ≥ expires_at`` → EXPIRED, checked before firing
+========================  ======================================================
+
+Exact rules (the reference evaluator in tests/trigger_reference.py follows the same):
+
+- A gap through a trigger fires on that tick; ``fire_price`` is the tick price (never
+  the stop, which did not trade) and ``trigger_price`` the level that was crossed: the
+  limit / stop / take-profit, or a trailing order's stop level at that moment.
+- An order expiring on a tick is reported expired, not fired, even if the price crosses.
+- Trailing stops: with an activation price, the first tick at or through it activates
+  the order and sets the extreme to its price; without one, the first tick seen after
+  arming does (or arming itself, when the caller passes ``initial_price``, which is only
+  allowed without an activation price). The fire check uses the extreme after updating
+  it with the tick's price, so an order never fires on the tick it activates.
+  ``trail_percent`` is a percentage in (0, 100): 0.5 means 0.5 %.
+- Within one tick, fired orders are sorted by (trigger price, ``created_at``, client
+  order id) and expired ones by (``expires_at``, ``created_at``, client order id).
+- A fired, expired or removed order leaves the book; symbols never touch each other.
+
+Cost per tick does not grow with the orders that do not fire: per symbol, the simple
+triggers fold into two heaps ("fires when p ≥ X" and "fires when p ≤ X", the latter
+stored negated so both are min-heaps), expiries into a third, and trailing stops into
+:class:`~core.trailing.TrailingSet` groups. A tick that fires nothing compares a few heap
+tops and returns a shared empty result. Removal is lazy; the book compacts all its
+structures once dead entries outnumber the live orders, so churn cannot grow memory.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from core.errors import ValidationError
+from core.models import Order, OrderType, Side
+from core.money import HUNDRED, ONE, ZERO, require_aware
+from core.trailing import Armed, ArmedItem, DeadCount, TrailingSet
+
+_EMULATED = frozenset(
+    {
+        OrderType.LIMIT,
+        OrderType.STOP_MARKET,
+        OrderType.STOP_LIMIT,
+        OrderType.TAKE_PROFIT_MARKET,
+        OrderType.TRAILING_STOP,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """An order that fired: executed by the caller at market, or as a limit."""
+
+    client_order_id: str
+    symbol: str
+    fire_price: Decimal  # the tick price that fired it
+    trigger_price: Decimal  # the level crossed (a trailing order's stop at that moment)
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    """What one tick did: orders fired, and client ids of orders that expired."""
+
+    fired: tuple[Fired, ...] = ()
+    expired: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TrailingState:
+    """A trailing order's progress, persisted so a restart resumes instead of restarting.
+
+    ``extreme`` is the peak (sell) or trough (buy) since activation, None while inactive.
+    """
+
+    client_order_id: str
+    activated: bool
+    extreme: Decimal | None
+
+
+_NOTHING = TickResult()
+
+
+class _SymbolBook:
+    """The structures of one symbol."""
+
+    __slots__ = ("above", "below", "buys", "expiry", "sells", "sets")
+
+    def __init__(self) -> None:
+        self.above: list[ArmedItem] = []  # (level, seq, entry): fires when p ≥ level
+        self.below: list[ArmedItem] = []  # (−level, seq, entry): fires when p ≤ level
+        self.expiry: list[tuple[datetime, int, Armed]] = []
+        self.sets: dict[tuple[bool, bool], TrailingSet] = {}  # (sell, percent) → set
+        self.sells: list[TrailingSet] = []
+        self.buys: list[TrailingSet] = []
+
+    def trailing_set(
+        self, sell: bool, percent: bool, counter: DeadCount, slack: int
+    ) -> TrailingSet:
+        tset = self.sets.get((sell, percent))
+        if tset is None:
+            tset = TrailingSet(sell=sell, percent=percent, counter=counter, slack=slack)
+            self.sets[(sell, percent)] = tset
+            (self.sells if sell else self.buys).append(tset)
+        return tset
+
+    def stored(self) -> int:
+        trailing = sum(t.stored() for t in self.sets.values())
+        return len(self.above) + len(self.below) + len(self.expiry) + trailing
+
+
+class TriggerBook:
+    """Emulated orders by symbol; :meth:`on_tick` says which fire and which expire.
+
+    ``compact_min`` is the number of lazily deleted entries tolerated before compaction
+    is considered (compaction happens once they also outnumber the live orders).
+    """
+
+    def __init__(self, *, compact_min: int = 1024) -> None:
+        self._entries: dict[str, Armed] = {}
+        self._books: dict[str, _SymbolBook] = {}
+        self._dead = DeadCount()
+        self._seq = 0
+        self._compact_min = compact_min
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, client_order_id: object) -> bool:
+        return client_order_id in self._entries
+
+    # -- arming and removing -----------------------------------------------------------
+    def arm(self, order: Order, *, initial_price: Decimal | None = None) -> None:
+        """Hold ``order`` until it fires, expires or is removed.
+
+        Raises ValidationError naming the field when the order lacks what its type needs,
+        is not an emulated type, or is already armed. ``initial_price`` (trailing stops
+        without activation price only) activates the order at once with that extreme.
+        """
+        cid = order.client_order_id
+        if cid in self._entries:
+            raise ValidationError("client_order_id", "is already armed", cid)
+        if order.type not in _EMULATED:
+            raise ValidationError(
+                "type", "must be an emulated trigger type, not MARKET", order.type
+            )
+        if order.side not in (Side.BUY, Side.SELL):
+            raise ValidationError("side", "must be 'buy' or 'sell'", order.side)
+        sell = order.side == Side.SELL
+        created_at = require_aware(order.created_at, "created_at")
+        expires_at = None
+        if order.expires_at is not None:
+            expires_at = require_aware(order.expires_at, "expires_at")
+        if initial_price is not None and order.type != OrderType.TRAILING_STOP:
+            raise ValidationError("initial_price", "is only for trailing stops", initial_price)
+        self._seq += 1
+        entry = Armed(cid, order.symbol, self._seq, created_at, expires_at)
+        # Validate everything first (the _prepare_* raise); only then touch the structures.
+        if order.type == OrderType.TRAILING_STOP:
+            extreme = self._prepare_trailing(entry, order, sell, initial_price)
+            book = self._book(order.symbol)
+            percent = order.trail_percent is not None
+            tset = book.trailing_set(sell, percent, self._dead, self._compact_min)
+            entry.tset = tset
+            if entry.activation_key is not None:
+                tset.add_waiting(entry)
+            elif extreme is not None:
+                tset.add_active(entry, extreme)
+            else:
+                tset.add_pending(entry)
+        elif self._prepare_level(entry, order, sell):
+            book = self._book(order.symbol)
+            heapq.heappush(book.above, (entry.level, entry.seq, entry))
+        else:
+            book = self._book(order.symbol)
+            heapq.heappush(book.below, (entry.level.copy_negate(), entry.seq, entry))
+        if expires_at is not None:
+            heapq.heappush(book.expiry, (expires_at, entry.seq, entry))
+        self._entries[cid] = entry
+
+    def _book(self, symbol: str) -> _SymbolBook:
+        book = self._books.get(symbol)
+        if book is None:
+            book = self._books[symbol] = _SymbolBook()
+        return book
+
+    def remove(self, client_order_id: str) -> bool:
+        """Disarm an order (cancelled by the user); False when it is not in the book."""
+        entry = self._entries.pop(client_order_id, None)
+        if entry is None:
+            return False
+        entry.alive = False
+        self._dead.dead += 1 if entry.expires_at is None else 2
+        self._maybe_compact()
+        return True
+
+    # -- the tick ----------------------------------------------------------------------
+    def on_tick(self, symbol: str, price: Decimal, ts: datetime) -> TickResult:
+        """Apply one price tick of ``symbol``; return what fired and what expired."""
+        book = self._books.get(symbol)
+        if book is None:
+            return _NOTHING
+        if ts.tzinfo is None:
+            raise ValidationError("ts", "must be timezone-aware", ts)
+        if not (price.is_finite() and price > ZERO):
+            # A glitched zero tick would otherwise fire every sell stop on the symbol.
+            raise ValidationError("price", "must be a finite number > 0", price)
+        negp = price.copy_negate()
+        fired: list[tuple[Decimal, Armed]] | None = None
+        expired: list[Armed] | None = None
+        queue = book.expiry
+        if queue and queue[0][0] <= ts:
+            expired = self._expire(queue, ts)
+        heap = book.above
+        if heap and heap[0][0] <= price:
+            fired = _pop_levels(heap, price, fired, self._dead)
+        heap = book.below
+        if heap and heap[0][0] <= negp:
+            fired = _pop_levels(heap, negp, fired, self._dead)
+        for tset in book.sells:
+            hits = tset.on_tick(price, negp)
+            if hits is not None:
+                fired = hits if fired is None else fired + hits
+        for tset in book.buys:
+            hits = tset.on_tick(negp, price)
+            if hits is not None:
+                fired = hits if fired is None else fired + hits
+        if fired is None and expired is None:
+            return _NOTHING
+        return self._result(symbol, price, ts, fired or [], expired or [])
+
+    def _expire(self, queue: list[tuple[datetime, int, Armed]], ts: datetime) -> list[Armed]:
+        expired: list[Armed] = []
+        while queue and queue[0][0] <= ts:
+            entry = heapq.heappop(queue)[2]
+            if entry.alive:
+                entry.alive = False  # its trigger-structure reference is now dead
+                del self._entries[entry.cid]
+                self._dead.dead += 1
+                expired.append(entry)
+            else:
+                self._dead.dead -= 1
+        return expired
+
+    def _result(
+        self,
+        symbol: str,
+        price: Decimal,
+        ts: datetime,
+        fired: list[tuple[Decimal, Armed]],
+        expired: list[Armed],
+    ) -> TickResult:
+        for _, entry in fired:
+            del self._entries[entry.cid]
+            if entry.expires_at is not None:
+                self._dead.dead += 1  # its expiry-heap reference is now dead
+        fired.sort(key=lambda hit: (hit[0], hit[1].created_at, hit[1].cid))
+        expired.sort(key=lambda e: (e.expires_at, e.created_at, e.cid))
+        self._maybe_compact()
+        return TickResult(
+            fired=tuple(Fired(e.cid, symbol, price, level, ts) for level, e in fired),
+            expired=tuple(e.cid for e in expired),
+        )
+
+    # -- persistence -------------------------------------------------------------------
+    def trailing_states(self) -> list[TrailingState]:
+        """The state of every armed trailing stop, by client order id (for persistence)."""
+        states = []
+        for book in self._books.values():
+            for tset in book.sets.values():
+                for entry in tset.live_entries():
+                    extreme = tset.extreme_of(entry)
+                    states.append(TrailingState(entry.cid, extreme is not None, extreme))
+        states.sort(key=lambda s: s.client_order_id)
+        return states
+
+    def restore_trailing(self, states: Iterable[TrailingState]) -> None:
+        """Resume re-armed trailing stops from saved states (after a restart).
+
+        States of orders not in the book are ignored (they ended while we were down); a
+        state naming a non-trailing order, or an active one without a positive extreme,
+        is a ValidationError and nothing is restored.
+        """
+        todo: list[tuple[Armed, TrailingState]] = []
+        for state in states:
+            entry = self._entries.get(state.client_order_id)
+            if entry is None:
+                continue
+            if entry.tset is None:
+                raise ValidationError("client_order_id", "is not a trailing stop", entry.cid)
+            if state.activated:
+                _positive(state.extreme, "extreme")
+            todo.append((entry, state))
+        for entry, state in todo:
+            self._replace_trailing(entry, state)
+
+    def _replace_trailing(self, entry: Armed, state: TrailingState) -> None:
+        tset = entry.tset
+        assert tset is not None
+        self._seq += 1
+        fresh = entry.clone(self._seq)
+        entry.alive = False
+        self._dead.dead += 1
+        self._entries[fresh.cid] = fresh
+        if fresh.expires_at is not None:
+            self._dead.dead += 1
+            heapq.heappush(self._books[fresh.symbol].expiry, (fresh.expires_at, fresh.seq, fresh))
+        if state.activated and state.extreme is not None:
+            tset.add_active(fresh, state.extreme)
+        elif fresh.activation_key is not None:
+            tset.add_waiting(fresh)
+        else:
+            tset.add_pending(fresh)
+        self._maybe_compact()
+
+    # -- validation --------------------------------------------------------------------
+    @staticmethod
+    def _prepare_level(entry: Armed, order: Order, sell: bool) -> bool:
+        """Set a simple trigger's level; return True if it fires when ``p ≥ level``."""
+        if order.type == OrderType.LIMIT:
+            entry.level = _positive(order.price, "price")
+            return sell
+        entry.level = _positive(order.trigger_price, "trigger_price")
+        if order.type == OrderType.TAKE_PROFIT_MARKET:
+            return sell
+        if order.type == OrderType.STOP_LIMIT:
+            _positive(order.limit_price, "limit_price")
+        return not sell  # stops: a buy stop fires on the way up, a sell stop on the way down
+
+    @staticmethod
+    def _prepare_trailing(
+        entry: Armed, order: Order, sell: bool, initial_price: Decimal | None
+    ) -> Decimal | None:
+        """Set a trailing order's parameters; return its initial extreme, if any."""
+        pct, amount = order.trail_percent, order.trail_amount
+        if (pct is None) == (amount is None):
+            raise ValidationError(
+                "trail_percent", "give exactly one of trail_percent, trail_amount"
+            )
+        if pct is not None:
+            pct = _positive(pct, "trail_percent")
+            if pct >= HUNDRED:
+                raise ValidationError("trail_percent", "must be a percentage below 100", pct)
+            entry.param = pct
+            entry.factor = ONE - pct / HUNDRED if sell else ONE + pct / HUNDRED
+        else:
+            entry.param = entry.amount = _positive(amount, "trail_amount")
+        activation = order.activation_price
+        if activation is not None:
+            activation = _positive(activation, "activation_price")
+            entry.activation_key = activation if sell else activation.copy_negate()
+            if initial_price is not None:
+                raise ValidationError(
+                    "initial_price", "is not allowed with an activation_price", initial_price
+                )
+            return None
+        if initial_price is not None:
+            return _positive(initial_price, "initial_price")
+        return None
+
+    # -- housekeeping ------------------------------------------------------------------
+    def _maybe_compact(self) -> None:
+        if self._dead.dead > self._compact_min and self._dead.dead > len(self._entries):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop every dead entry from every structure: O(n), after ≥ n removals."""
+        for symbol in list(self._books):
+            book = self._books[symbol]
+            for heap in (book.above, book.below):
+                heap[:] = [item for item in heap if item[2].alive]
+                heapq.heapify(heap)
+            book.expiry[:] = [item for item in book.expiry if item[2].alive]
+            heapq.heapify(book.expiry)
+            for tset in book.sets.values():
+                tset.compact()
+            if not (book.above or book.below or book.expiry or any(book.sets.values())):
+                del self._books[symbol]
+        self._dead.dead = 0
+
+    def _stored_entries(self) -> int:
+        """References held by all structures, live or dead (a memory measure for tests)."""
+        return sum(book.stored() for book in self._books.values())
+
+
+def _pop_levels(
+    heap: list[ArmedItem],
+    bound: Decimal,
+    fired: list[tuple[Decimal, Armed]] | None,
+    dead: DeadCount,
+) -> list[tuple[Decimal, Armed]] | None:
+    """Pop every entry whose key is ≤ ``bound`` (it fires); skip dead ones."""
+    while heap and heap[0][0] <= bound:
+        entry = heapq.heappop(heap)[2]
+        if not entry.alive:
+            dead.dead -= 1
+            continue
+        entry.alive = False
+        if fired is None:
+            fired = []
+        fired.append((entry.level, entry))
+    return fired
+
+
+def _positive(value: Decimal | None, field: str) -> Decimal:
+    """``value`` as a finite Decimal > 0, else a ValidationError naming ``field``."""
+    if value is None:
+        raise ValidationError(field, "is required for this order type")
+    if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+        raise ValidationError(field, "must be a finite Decimal greater than 0", value)
+    return value
