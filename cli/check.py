@@ -1,0 +1,137 @@
+"""``main.py check``: is this deployment able to trade? Exit 0 if so, else 1.
+
+Checks, in order, each reported on one line (``ok`` lines on stdout, problems on stderr):
+
+1. settings: ``load_settings`` (done by the caller; a bad setting is the only problem
+   printed then, since nothing else can be checked without settings);
+2. database: reachable within a few seconds (the embedded server is started or joined
+   when no URL is set); the URL is never printed;
+3. migrations: every file under ``migrations/`` applied, none changed since;
+4. exchange: the paper venue needs nothing; a ccxt exchange must answer ``load_markets``
+   and a balance fetch (which needs valid credentials), and know every ``TRADER_SYMBOLS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass, field
+
+from cli.connect import EXIT_FAILED, EXIT_OK, database_problem, setup_cli
+from config.logging import redact
+from config.settings import Settings
+from core.errors import TraderError
+
+DATABASE_TIMEOUT_S = 3.0
+EXCHANGE_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Findings:
+    """What passed and what did not, as lines."""
+
+    ok: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+async def check_database(
+    settings: Settings, findings: Findings, timeout_s: float = DATABASE_TIMEOUT_S
+) -> None:
+    """Connect (retrying a refused connection for ``timeout_s``), then compare applied
+    migrations with the files."""
+    from database.migrate import discover
+    from database.pool import open_database
+    from database.reports import applied_migrations
+
+    try:
+        # The outer bound also covers starting the embedded server when no URL is set.
+        async with asyncio.timeout(timeout_s + 30):
+            async with open_database(settings, min_size=1, max_size=1, wait_s=timeout_s) as pool:
+                findings.ok.append("database: reachable")
+                applied = await applied_migrations(pool)
+    except TimeoutError:
+        findings.problems.append("database: no answer in time")
+        return
+    except Exception as exc:  # any failure to reach it is the finding, whatever its type
+        problem = database_problem(exc, settings).removeprefix("database: ")
+        findings.problems.append(f"database: unreachable: {problem}")
+        return
+    files = {m.name: m.checksum for m in discover()}
+    pending = sorted(set(files) - set(applied))
+    changed = sorted(n for n in files if n in applied and applied[n] != files[n])
+    if pending:
+        findings.problems.append(
+            f"migrations: {len(pending)} not applied ({', '.join(pending)}); "
+            "run `python main.py migrate`"
+        )
+    if changed:
+        findings.problems.append(f"migrations: changed after being applied: {', '.join(changed)}")
+    if not pending and not changed:
+        findings.ok.append(f"migrations: {len(files)} applied")
+
+
+async def check_exchange(settings: Settings, findings: Findings) -> None:
+    """Markets and an authenticated balance fetch on the configured exchange."""
+    if settings.is_paper:
+        findings.ok.append("exchange: paper venue (simulated)")
+        return
+    if not settings.api_key.get_secret_value() or not settings.api_secret.get_secret_value():
+        findings.problems.append(
+            f"exchange: {settings.exchange}: TRADER_API_KEY and TRADER_API_SECRET must be set"
+        )
+        return
+    from exchanges.ccxt_adapter import CcxtAdapter
+
+    try:
+        adapter = CcxtAdapter.from_settings(settings)
+    except TraderError as exc:
+        findings.problems.append(f"exchange: {settings.exchange}: {exc}")
+        return
+    try:
+        async with asyncio.timeout(EXCHANGE_TIMEOUT_S):
+            markets = await adapter.load_markets()
+            unknown = []
+            for symbol in settings.symbols:
+                try:
+                    adapter.market(symbol)
+                except TraderError:
+                    unknown.append(symbol)
+            quote = next(iter(markets.values())).quote if markets else "USDT"
+            await adapter.fetch_free_balance(quote)
+    except TimeoutError:
+        findings.problems.append(f"exchange: {settings.exchange}: no answer in time")
+        return
+    except TraderError as exc:
+        kind = type(exc).__name__
+        findings.problems.append(f"exchange: {settings.exchange}: {kind}: {exc}")
+        return
+    finally:
+        await adapter.aclose()
+    if unknown:
+        findings.problems.append(
+            f"exchange: {settings.exchange}: unknown symbols in TRADER_SYMBOLS: "
+            + ", ".join(unknown)
+        )
+    else:
+        findings.ok.append(f"exchange: {settings.exchange}: reachable and authenticated")
+
+
+async def run_checks(
+    settings: Settings, *, database_timeout_s: float = DATABASE_TIMEOUT_S
+) -> Findings:
+    """Every check after settings; they run one after the other (the output is ordered)."""
+    findings = Findings(ok=["settings: valid"])
+    await check_database(settings, findings, database_timeout_s)
+    await check_exchange(settings, findings)
+    return findings
+
+
+def check_command(settings: Settings) -> int:
+    """Print one line per check and exit 1 if anything is wrong."""
+    setup_cli(settings)
+    findings = asyncio.run(run_checks(settings))
+    for line in findings.ok:
+        print(line)
+    for line in findings.problems:
+        print(redact(line), file=sys.stderr)
+    return EXIT_FAILED if findings.problems else EXIT_OK

@@ -1,0 +1,135 @@
+"""``main.py report [--since 7d] [--json] [--plot FILE.png]``: how the trading went.
+
+The figures are those of the ``monitoring.performance`` and ``monitoring.daily_pnl``
+views (database/reports.py computes them over a window): trades (finished positions),
+win rate, profit factor, average win / loss, total realised P&L, fees, max drawdown of
+the realised equity curve, and realised P&L per UTC day. ``--plot`` draws that equity
+curve to a PNG (cli/plot.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from cli.connect import EXIT_OK, CommandFailed
+from cli.listings import plain_number, render_table, to_json
+from cli.plot import write_equity_png
+from core.money import utcnow
+from database.reports import daily_pnl, equity_curve, performance
+
+SUMMARY_KEYS = (
+    "trades",
+    "closed_positions",
+    "rolled_back_positions",
+    "wins",
+    "losses",
+    "win_rate",
+    "profit_factor",
+    "avg_win",
+    "avg_loss",
+    "total_pnl",
+    "total_fees",
+    "max_drawdown",
+    "first_closed_at",
+    "last_closed_at",
+)
+
+
+def build_report(
+    account: str,
+    since: datetime | None,
+    until: datetime,
+    summary: dict[str, Any],
+    days: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The report as one mapping (what ``--json`` prints)."""
+    report: dict[str, Any] = {"account": account, "since": since, "until": until}
+    report.update({k: summary.get(k) for k in SUMMARY_KEYS})
+    report["fees"] = report.pop("total_fees")
+    report["daily"] = days
+    return report
+
+
+def _pct(value: Decimal | None) -> str:
+    return "-" if value is None else f"{plain_number((value * 100).quantize(Decimal('0.01')))}%"
+
+
+def window_label(window: timedelta) -> str:
+    """``7d``, ``24h``, ``30m`` or ``45s``: the largest unit that divides the window."""
+    total = int(window.total_seconds())
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if total % size == 0:
+            return f"{total // size}{unit}"
+    return f"{total}s"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as text: a summary block and the daily table."""
+    since, until = report["since"], report["until"]
+    span = (
+        f"last {window_label(until - since)} (since {since:%Y-%m-%d %H:%M} UTC)"
+        if since
+        else "all time"
+    )
+    lines = [
+        f"account {report['account']}, {span}",
+        "",
+        f"trades          {report['trades']} ({report['closed_positions']} closed, "
+        f"{report['rolled_back_positions']} rolled back)",
+        f"win rate        {_pct(report['win_rate'])} ({report['wins']} won, "
+        f"{report['losses']} lost)",
+        f"profit factor   {plain_number(report['profit_factor'])}",
+        f"average win     {plain_number(report['avg_win'])}",
+        f"average loss    {plain_number(report['avg_loss'])}",
+        f"total P&L       {plain_number(report['total_pnl'])}",
+        f"fees            {plain_number(report['fees'])}",
+        f"max drawdown    {plain_number(report['max_drawdown'])}",
+    ]
+    if report["daily"]:
+        headers = ("DAY", "TRADES", "EXITS", "P&L", "FEES", "CUMULATIVE")
+        rows = [
+            (
+                d["day"].isoformat(),
+                str(d["trades"]),
+                str(d["exits"]),
+                plain_number(d["realized_pnl"]),
+                plain_number(d["fees"]),
+                plain_number(d["cumulative_pnl"]),
+            )
+            for d in report["daily"]
+        ]
+        table = render_table(headers, rows)
+        lines += ["", "daily P&L (UTC days)", table]
+    return "\n".join(lines)
+
+
+async def report_command(
+    pool: asyncpg.Pool,
+    account: str,
+    *,
+    window: timedelta | None,
+    as_json: bool,
+    plot: Path | None,
+) -> int:
+    """Compute, print, and optionally plot."""
+    until = utcnow()
+    since = until - window if window else None
+    summary = await performance(pool, account, since)
+    days = await daily_pnl(pool, account, since)
+    report = build_report(account, since, until, summary, days)
+    if plot is not None:
+        curve = await equity_curve(pool, account, since)
+        try:
+            write_equity_png(plot, [(p.at, p.equity) for p in curve], since, until)
+        except OSError as exc:
+            raise CommandFailed(f"argument --plot: cannot write {plot}: {exc.strerror}") from None
+        report["plot"] = str(plot)
+    print(to_json(report) if as_json else format_report(report))
+    if plot is not None and not as_json:
+        print(f"equity curve written to {plot}")
+    return EXIT_OK
