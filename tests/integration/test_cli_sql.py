@@ -1,0 +1,283 @@
+"""The CLI's SQL on a real PostgreSQL: report figures, listings, requests and check."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from cli.check import run_checks
+from cli.report import report_command
+from cli.requests import submit_command, submit_signal
+from config.settings import load_settings
+from database.migrate import discover
+from database.reports import (
+    daily_pnl,
+    equity_curve,
+    list_orders,
+    list_positions,
+    performance,
+)
+from database.repository import Repository
+
+NOW = datetime.now(UTC)
+BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
+
+
+async def add_position(
+    pool: asyncpg.Pool,
+    *,
+    pnl: str,
+    closed_ago: timedelta | None,
+    status: str = "closed",
+    account: str = "main",
+    symbol: str = BTC,
+    fees: str = "0.5",
+) -> int:
+    """A position row with its exit trade (realised P&L) at the close time."""
+    closed_at = None if closed_ago is None else NOW - closed_ago
+    position_id = int(
+        await pool.fetchval(
+            "INSERT INTO monitoring.positions (account, exchange, symbol, side, quantity, "
+            "entry_price, status, realized_pnl, fees, opened_at, closed_at) VALUES "
+            "($1, 'paper', $2, 'long', 0, 100, $3, $4::numeric, $5::numeric, $6, $7) "
+            "RETURNING id",
+            account,
+            symbol,
+            status,
+            pnl,
+            fees,
+            (closed_at or NOW) - timedelta(hours=1),
+            closed_at,
+        )
+    )
+    if closed_at is not None:
+        await pool.execute(
+            "INSERT INTO monitoring.trades (position_id, exchange, symbol, side, order_type, "
+            "price, executed_qty, trade_id, fee, realized_pnl, executed_at) VALUES "
+            "($1, 'paper', $2, 'sell', 'STOP_MARKET', 100, 1, $3, $4::numeric, $5::numeric, $6)",
+            position_id,
+            symbol,
+            f"t{position_id}",
+            fees,
+            pnl,
+            closed_at,
+        )
+    return position_id
+
+
+async def history(pool: asyncpg.Pool) -> None:
+    """Wins and losses over ten days, a rollback, an open position, another account."""
+    await add_position(pool, pnl="40", closed_ago=timedelta(days=10))
+    await add_position(pool, pnl="-25", closed_ago=timedelta(days=9))
+    await add_position(pool, pnl="-10", closed_ago=timedelta(days=2))
+    await add_position(pool, pnl="30", closed_ago=timedelta(days=1))
+    await add_position(pool, pnl="-2.5", closed_ago=timedelta(hours=3), status="rolled_back")
+    await add_position(pool, pnl="0", closed_ago=None, status="active", symbol=ETH)
+    await add_position(pool, pnl="999", closed_ago=timedelta(days=1), account="other")
+
+
+async def test_report_without_window_equals_the_performance_view(pool: asyncpg.Pool) -> None:
+    """All time, the CLI's figures are exactly monitoring.performance's for the account."""
+    await history(pool)
+    view = dict(await pool.fetchrow("SELECT * FROM monitoring.performance WHERE account = 'main'"))
+    mine = await performance(pool, "main", None)
+    assert {k: v for k, v in view.items() if k != "account"} == {
+        k: v for k, v in mine.items() if k != "trades"
+    }
+    assert (5, Decimal("32.5"), Decimal("35")) == (
+        mine["trades"],
+        mine["total_pnl"],
+        mine["max_drawdown"],
+    )
+
+
+async def test_report_window_counts_only_positions_finished_inside_it(pool: asyncpg.Pool) -> None:
+    """--since 3d: the two old trades drop out; drawdown restarts from 0 in the window."""
+    await history(pool)
+    figures = await performance(pool, "main", NOW - timedelta(days=3))
+    assert {
+        "trades": 3,
+        "closed_positions": 2,
+        "rolled_back_positions": 1,
+        "wins": 1,
+        "losses": 2,
+        "win_rate": Decimal("0.3333"),
+        "profit_factor": Decimal("2.4000"),
+        "avg_win": Decimal("30.00000000"),
+        "avg_loss": Decimal("-6.25000000"),
+        "total_pnl": Decimal("17.5"),
+        "total_fees": Decimal("1.5"),
+        "max_drawdown": Decimal("10"),
+    } == {k: figures[k] for k in figures if not k.endswith("_closed_at")}
+
+
+async def test_daily_pnl_matches_the_view_and_accumulates(pool: asyncpg.Pool) -> None:
+    """Per UTC day, the same sums as monitoring.daily_pnl, with a running total."""
+    await history(pool)
+    view = await pool.fetch(
+        "SELECT day, trades, exits, realized_pnl, fees, cumulative_pnl "
+        "FROM monitoring.daily_pnl WHERE account = 'main' ORDER BY day"
+    )
+    assert [dict(r) for r in view] == await daily_pnl(pool, "main", None)
+    recent = await daily_pnl(pool, "main", NOW - timedelta(days=3))
+    assert Decimal("17.5") == recent[-1]["cumulative_pnl"]
+
+
+async def test_equity_curve_is_cumulative_in_closing_order(pool: asyncpg.Pool) -> None:
+    """Each point is the realised total right after a position finished."""
+    await history(pool)
+    curve = await equity_curve(pool, "main", None)
+    assert [Decimal(v) for v in ("40", "15", "5", "35", "32.5")] == [p.equity for p in curve]
+    assert [p.at for p in curve] == sorted(p.at for p in curve)
+
+
+async def test_report_json_and_plot(
+    pool: asyncpg.Pool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """report --json --plot prints the figures as JSON (Decimals as strings) and writes a
+    PNG."""
+    await history(pool)
+    png = tmp_path / "equity.png"
+    code = await report_command(pool, "main", window=timedelta(days=7), as_json=True, plot=png)
+    report = json.loads(capsys.readouterr().out)
+    assert 0 == code
+    assert (3, "17.5", "1.5", str(png)) == (
+        report["trades"],
+        report["total_pnl"],
+        report["fees"],
+        report["plot"],
+    )
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+async def test_listings_filter_by_account_and_status(pool: asyncpg.Pool) -> None:
+    """Default: the account's open positions / live orders; include_terminal: all of its."""
+    await history(pool)
+    repo = Repository(pool)
+    for cid, status in (("td-main-a", "NEW"), ("td-main-b", "FILLED"), ("td-other-c", "NEW")):
+        await repo.upsert_order(
+            {
+                "client_order_id": cid,
+                "account": "other" if "other" in cid else "main",
+                "exchange": "paper",
+                "symbol": BTC,
+                "type": "LIMIT",
+                "side": "buy",
+                "purpose": "manual",
+                "size": Decimal(1),
+                "status": status,
+                "filled": Decimal(0),
+                "fee": Decimal(0),
+                "reduce_only": False,
+                "emulated": True,
+                "created_at": NOW,
+                "updated_at": NOW,
+                "version": 1,
+            }
+        )
+    open_positions = await list_positions(pool, "main", include_terminal=False)
+    assert [ETH] == [p["symbol"] for p in open_positions]
+    assert 6 == len(await list_positions(pool, "main", include_terminal=True))
+    assert ["td-main-a"] == [
+        o["client_order_id"] for o in await list_orders(pool, "main", include_terminal=False)
+    ]
+    assert ["td-main-a", "td-main-b"] == [
+        o["client_order_id"] for o in await list_orders(pool, "main", include_terminal=True)
+    ]
+
+
+async def _fake_daemon(pool: asyncpg.Pool, outcome: str, reason: str | None = None) -> None:
+    """Claim the next request and record ``outcome`` for it, as the daemon would."""
+    repo = Repository(pool)
+    while True:
+        if signals := await repo.claim_signals("main"):
+            await repo.finish_signal(signals[0]["id"], outcome, reason, None)
+            return
+        if commands := await repo.claim_commands("main"):
+            result = {"client_order_id": "td-main-r1-mo-1", "status": "PENDING"}
+            await repo.finish_command(commands[0]["id"], outcome, reason, result)
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_signal_request_row_and_waiting_outcomes(
+    pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The row gets the account and values; done exits 0, rejected 1 with the reason, and
+    nobody answering 2."""
+    row: dict[str, Any] = {"symbol": BTC, "side": "long", "amount": Decimal("0.01")}
+    row["stop_loss_percent"] = Decimal(2)
+    daemon = asyncio.create_task(_fake_daemon(pool, "done"))
+    assert 0 == await submit_signal(pool, row, "main", wait_s=5)
+    await daemon
+    out = capsys.readouterr().out.splitlines()
+    stored = await Repository(pool).get_signal(int(out[0]))
+    assert stored is not None
+    assert ("main", Decimal("0.01"), Decimal(2), "done") == (
+        stored["account"],
+        stored["amount"],
+        stored["stop_loss_percent"],
+        stored["status"],
+    )
+    assert out[1].startswith("done")
+
+    daemon = asyncio.create_task(_fake_daemon(pool, "rejected", "symbol: unknown market"))
+    assert 1 == await submit_signal(pool, row, "main", wait_s=5)
+    await daemon
+    assert "rejected: symbol: unknown market\n" == capsys.readouterr().err
+
+    assert 2 == await submit_signal(pool, row, "main", wait_s=0.2)
+    assert "the daemon is probably not running" in capsys.readouterr().err
+    assert 0 == await submit_signal(pool, row, "main", wait_s=None)
+
+
+async def test_command_request_prints_the_result(
+    pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A done command prints the daemon's result; its payload is stored as sent."""
+    payload = {"symbol": BTC, "side": "buy", "type": "LIMIT", "amount": "0.01", "price": "5"}
+    daemon = asyncio.create_task(_fake_daemon(pool, "done"))
+    assert 0 == await submit_command(pool, "place_order", payload, "main", wait_s=5)
+    await daemon
+    out = capsys.readouterr().out.splitlines()
+    stored = await Repository(pool).get_command(int(out[0]))
+    assert stored is not None
+    assert (payload, "place_order", "main") == (
+        stored["payload"],
+        stored["kind"],
+        stored["account"],
+    )
+    assert "done: client_order_id=td-main-r1-mo-1 status=PENDING" == out[1]
+
+
+async def test_check_passes_on_a_migrated_database(migrated_url: str, tmp_path: Path) -> None:
+    """Settings, database, migrations and the paper venue: all fine, no problem lines."""
+    settings = load_settings(database_url=migrated_url, state_dir=tmp_path)
+    findings = await run_checks(settings)
+    assert [] == findings.problems
+    assert [
+        "settings: valid",
+        "database: reachable",
+        f"migrations: {len(discover())} applied",
+        "exchange: paper venue (simulated)",
+    ] == findings.ok
+
+
+async def test_check_reports_each_problem_on_one_line_without_secrets(tmp_path: Path) -> None:
+    """An unreachable database and an exchange without credentials are two lines, and the
+    URL's password is in neither."""
+    url = "postgresql://postgres:hunter2-secret@127.0.0.1:1/trader"
+    settings = load_settings(database_url=url, state_dir=tmp_path, exchange="bybit")
+    findings = await run_checks(settings, database_timeout_s=0.2)
+    assert 2 == len(findings.problems), findings.problems
+    database, exchange = findings.problems
+    assert database.startswith("database: unreachable: ")
+    assert "hunter2" not in database and "127.0.0.1:1/trader" not in database
+    assert "exchange: bybit: TRADER_API_KEY and TRADER_API_SECRET must be set" == exchange

@@ -1,0 +1,213 @@
+"""A position's life after the open: closes, venue stop fills, stop moves (failure modes
+8, 9, 12), break-even and trailing."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+from core.models import OrderType, PositionStatus
+from core.records import RecordKind
+from exchanges.paper import PaperExchange
+from tests.trading_harness import BTC, build_stack, long_signal, short_signal
+
+
+async def test_manual_close_records_exit_and_leaves_no_orphan_orders() -> None:
+    """Failure mode 8: after a close the venue holds no order and no position of ours."""
+    stack = build_stack()
+    position = await stack.apm.open_position_atomic(long_signal(take_profit_percent=Decimal("5")))
+    stack.tick(BTC, "51000")
+    closed = await stack.lifecycle.close_position(position.id, "manual")
+    assert PositionStatus.CLOSED == closed.status
+    assert "manual" == closed.exit_reason
+    assert [] == list(await stack.venue.fetch_open_orders())
+    assert await stack.venue_position() is None
+    exits = [o for o in stack.latest_orders().values() if o["purpose"] == "exit"]
+    assert [("sell", "FILLED", True)] == [(o["side"], o["status"], o["reduce_only"]) for o in exits]
+    statuses = {o["purpose"]: o["status"] for o in stack.latest_orders().values()}
+    assert "CANCELLED" == statuses["stop_loss"] == statuses["take_profit"]
+
+
+async def test_close_realises_pnl_with_fees_and_no_leverage() -> None:
+    """Failure mode 12: realised P&L = (exit − entry) × qty − both fees, once."""
+    stack = build_stack()
+    position = await stack.apm.open_position_atomic(long_signal("0.2"))
+    stack.tick(BTC, "51000")
+    closed = await stack.lifecycle.close_position(position.id)
+    trades = stack.rows(RecordKind.TRADE)
+    entry, exit_ = trades
+    gross = (exit_["price"] - entry["price"]) * Decimal("0.2")
+    assert gross - entry["fee"] - exit_["fee"] == closed.realized_pnl
+    assert closed.realized_pnl == exit_["realized_pnl"]
+    assert closed.fees == entry["fee"] + exit_["fee"]
+
+
+async def test_stop_fill_on_the_venue_closes_the_position_once() -> None:
+    """A stop that fires on the venue is detected, recorded with its P&L, and a later close
+    request does not count the exit twice (failure mode 12)."""
+    stack = build_stack()
+    position = await stack.apm.open_position_atomic(long_signal())
+    assert position.stop_loss_price is not None
+    stack.tick(BTC, str(position.stop_loss_price - 100))  # gap through the stop
+    closed = await stack.lifecycle.close_position(position.id, "manual")
+    assert PositionStatus.CLOSED == closed.status
+    assert "stop_loss" == closed.exit_reason
+    pnl_rows = [t for t in stack.rows(RecordKind.TRADE) if t["realized_pnl"] is not None]
+    assert 1 == len(pnl_rows)
+    assert pnl_rows[0]["price"] < position.stop_loss_price  # filled at the gap, not the stop
+    assert await stack.venue_position() is None
+    assert [] == list(await stack.venue.fetch_open_orders())
+
+
+async def test_take_profit_fill_cancels_the_stop() -> None:
+    """A take-profit fill closes the position and cancels the stop (no orphan)."""
+    stack = build_stack()
+    position = await stack.apm.open_position_atomic(short_signal(take_profit_percent=Decimal("2")))
+    assert position.take_profit_price is not None
+    stack.tick(BTC, str(position.take_profit_price - 10))
+    await stack.lifecycle.sync(position.id)
+    assert stack.book.get(position.id) is None
+    final = stack.latest_position(position.id)
+    assert ("closed", "take_profit") == (final["status"], final["exit_reason"])
+    assert final["realized_pnl"] > 0
+    assert [] == list(await stack.venue.fetch_open_orders())
+
+
+class StopWatch:
+    """Wraps the venue and checks, after every call, that the position is never without a
+    stop for its full quantity while the venue holds a position."""
+
+    def __init__(self, venue: PaperExchange) -> None:
+        self._venue = venue
+        self.violations: list[str] = []
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._venue, name)
+        if not asyncio.iscoroutinefunction(attr):
+            return attr
+
+        async def watched(*args: Any, **kwargs: Any) -> Any:
+            result = await attr(*args, **kwargs)
+            await self._check(name)
+            return result
+
+        return watched
+
+    async def _check(self, after: str) -> None:
+        self.calls += 1
+        state = self._venue._book
+        held = {p.symbol: abs(p.qty) for p in state.positions.values() if p.qty != 0}
+        stops = [
+            o for o in await self._venue.fetch_open_orders() if o.type is OrderType.STOP_MARKET
+        ]
+        for symbol, qty in held.items():
+            covered = sum((s.amount or 0) for s in stops if s.symbol == symbol)
+            if covered < qty and after not in ("create_order",):
+                self.violations.append(f"after {after}: {symbol} {qty} covered {covered}")
+
+
+async def test_trailing_moves_never_leave_the_position_without_a_stop() -> None:
+    """Failure modes 8 and 9: trailing moves place the new stop before cancelling the old,
+    so after every venue call a stop covers the position, and one stop remains."""
+    watch: list[StopWatch] = []
+
+    def wrap(venue: PaperExchange) -> StopWatch:
+        watch.append(StopWatch(venue))
+        return watch[0]
+
+    stack = build_stack(wrap=wrap, trailing_callback_pct=Decimal("1"))
+    position = await stack.apm.open_position_atomic(long_signal())
+    first_stop = position.stop_loss_price
+    assert first_stop is not None
+    moved = 0
+    for price in range(50100, 52000, 100):
+        stack.tick(BTC, str(price))
+        live = stack.book.get(position.id)
+        assert live is not None
+        live.last_stop_move = None  # no rate limit in this test: every tick may move
+        await asyncio.sleep(0)
+        await stack.tasks.drain(5)
+        moved += 1
+    live = stack.book.get(position.id)
+    assert live is not None and live.position.stop_loss_price is not None
+    assert live.position.stop_loss_price > first_stop
+    assert Decimal("51900") * Decimal("0.99") <= live.position.stop_loss_price
+    assert [] == watch[0].violations
+    assert 1 == len(await stack.venue_stops())
+    assert watch[0].calls > moved
+
+
+async def test_break_even_moves_the_stop_to_entry_plus_fees() -> None:
+    """Once profit reaches the break-even percent, the stop moves to entry + fees per unit."""
+    stack = build_stack(breakeven_pct=Decimal("1"))
+    position = await stack.apm.open_position_atomic(long_signal())
+    assert position.entry_price is not None
+    stack.tick(BTC, str(position.entry_price * Decimal("1.011")))
+    await stack.tasks.drain(5)
+    live = stack.book.get(position.id)
+    assert live is not None and live.position.stop_loss_price is not None
+    floor = position.entry_price + position.fees / position.quantity
+    assert floor <= live.position.stop_loss_price < floor + Decimal("0.2")
+    assert 1 == len(await stack.venue_stops())
+
+
+async def test_a_stop_already_crossed_becomes_a_market_close() -> None:
+    """A stop move whose level the price has passed closes the position at market instead."""
+    stack = build_stack()
+    position = await stack.apm.open_position_atomic(long_signal())
+    stack.tick(BTC, "50500")
+    await stack.lifecycle.move_stop(position.id, Decimal("50600"))
+    final = stack.latest_position(position.id)
+    assert "closed" == final["status"]
+    assert final["exit_reason"].endswith("stop_through")
+    assert await stack.venue_position() is None
+
+
+async def test_a_stop_cancelled_behind_our_back_is_replaced() -> None:
+    """A stop that disappears from the venue is replaced at the next sync, with an alert."""
+    stack = build_stack()
+    position = await stack.apm.open_position_atomic(long_signal())
+    live = stack.book.get(position.id)
+    assert live is not None and live.stop is not None
+    await stack.venue.cancel_order(BTC, client_order_id=live.stop.client_order_id)
+    await stack.lifecycle.sync(position.id)
+    assert 1 == len(await stack.venue_stops())
+    kinds = [e["kind"] for e in stack.rows(RecordKind.EVENT)]
+    assert "stop_missing" in kinds
+
+
+class CallCounter:
+    """The venue, counting calls by method name."""
+
+    def __init__(self, venue: PaperExchange) -> None:
+        self._venue = venue
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._venue, name)
+        if not asyncio.iscoroutinefunction(attr):
+            return attr
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return await attr(*args, **kwargs)
+
+        return counted
+
+
+async def test_quiet_positions_cost_one_listing_per_sync_pass() -> None:
+    """sync_all asks the venue once when nothing moved, and still finds a stop that fired."""
+    counter: list[CallCounter] = []
+    stack = build_stack(wrap=lambda venue: counter.append(CallCounter(venue)) or counter[0])
+    first = await stack.apm.open_position_atomic(long_signal())
+    await stack.apm.open_position_atomic(short_signal(symbol="ETH/USDT:USDT", amount="1"))
+    counter[0].calls.clear()
+    await stack.lifecycle.sync_all()
+    assert {"fetch_open_orders": 1} == counter[0].calls
+    assert first.stop_loss_price is not None
+    stack.tick(BTC, str(first.stop_loss_price - 10))
+    await stack.lifecycle.sync_all()
+    assert stack.book.get(first.id) is None
+    assert 1 == len(stack.book)

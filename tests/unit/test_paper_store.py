@@ -1,0 +1,119 @@
+"""Paper venue persistence in one process: reopen, crash images, torn and corrupt journals,
+the directory lock."""
+
+from __future__ import annotations
+
+import shutil
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from core.models import OrderStatus, OrderType, Side
+from exchanges.base import ExchangeUnavailable, InvalidOrder, OrderRequest
+from exchanges.paper import PaperExchange
+from exchanges.paper_store import JOURNAL, SNAPSHOT, PaperStateError
+
+BTC = "BTC/USDT:USDT"
+ETH = "ETH/USDT:USDT"
+
+
+def req(
+    cid: str, side: str, kind: str, amount: str, symbol: str = BTC, **kw: object
+) -> OrderRequest:
+    """Shorthand for an order request."""
+    extra = {k: D(str(v)) if k in ("price", "trigger_price") else v for k, v in kw.items()}
+    return OrderRequest(cid, symbol, Side(side), OrderType(kind), D(amount), **extra)  # type: ignore[arg-type]
+
+
+async def trade_a_little(venue: PaperExchange) -> None:
+    """Orders of every kind: filled, resting, cancelled, a position per symbol."""
+    venue.set_price(BTC, "50000")
+    venue.set_price(ETH, "3000")
+    await venue.create_order(req("e1", "buy", "MARKET", "0.01"))
+    await venue.create_order(
+        req("sl1", "sell", "STOP_MARKET", "0.01", trigger_price="49000", reduce_only=True)
+    )
+    await venue.create_order(req("e2", "sell", "MARKET", "0.5", symbol=ETH))
+    await venue.create_order(req("l2", "buy", "LIMIT", "0.1", symbol=ETH, price="2000"))
+    await venue.cancel_order(ETH, client_order_id="l2")
+    await venue.create_order(req("l3", "buy", "LIMIT", "0.1", symbol=ETH, price="2900"))
+
+
+async def test_reopened_venue_has_exactly_the_state(tmp_path: Path) -> None:
+    """After close and reopen, the whole state is equal and resting orders still work."""
+    venue = PaperExchange(tmp_path, balance=D(5000))
+    await trade_a_little(venue)
+    before = venue.export_state()
+    await venue.aclose()
+    assert (tmp_path / JOURNAL).stat().st_size == 0
+
+    async with PaperExchange(tmp_path, balance=D(1)) as reopened:
+        assert reopened.export_state() == before
+        assert reopened.balance < D(5000)  # the persisted balance wins over the argument
+        with pytest.raises(InvalidOrder, match="duplicate"):
+            await reopened.create_order(req("e1", "buy", "MARKET", "0.01"))
+        [stop] = reopened.set_price(BTC, "48000")
+        assert stop.status is OrderStatus.FILLED
+        placed = await reopened.create_order(req("n", "buy", "MARKET", "0.01"))
+        ids = {o["id"] for o in before["o"]}
+        assert placed.exchange_order_id not in ids
+
+
+async def test_crash_image_replays_the_journal(tmp_path: Path) -> None:
+    """The files as a crash leaves them (journal not compacted) reopen to the same state."""
+    live = tmp_path / "live"
+    venue = PaperExchange(live)
+    await trade_a_little(venue)
+    assert (live / JOURNAL).stat().st_size > 0
+    shutil.copytree(live, tmp_path / "image")
+    expected = venue.export_state()
+    await venue.aclose()
+    async with PaperExchange(tmp_path / "image") as recovered:
+        assert recovered.export_state() == expected
+
+
+async def test_torn_last_line_is_ignored(tmp_path: Path) -> None:
+    """A write cut short by a crash (no newline, broken JSON) is not state and is dropped."""
+    venue = PaperExchange(tmp_path)
+    await trade_a_little(venue)
+    expected = venue.export_state()
+    await venue.aclose()
+    with (tmp_path / JOURNAL).open("ab") as journal:
+        journal.write(b'{"b":"1","no":99,"nt":')
+    async with PaperExchange(tmp_path) as reopened:
+        assert reopened.export_state() == expected
+    assert (tmp_path / JOURNAL).stat().st_size == 0
+
+
+async def test_corrupt_journal_line_refuses_to_open(tmp_path: Path) -> None:
+    """A corrupt line before the end is data loss: opening fails with PaperStateError."""
+    venue = PaperExchange(tmp_path / "live")
+    await trade_a_little(venue)
+    image = tmp_path / "image"
+    shutil.copytree(tmp_path / "live", image)
+    await venue.aclose()
+    lines = (image / JOURNAL).read_bytes().split(b"\n")
+    lines[1] = b"garbage"
+    (image / JOURNAL).write_bytes(b"\n".join(lines))
+    with pytest.raises(PaperStateError, match="line 2 is corrupt"):
+        PaperExchange(image)
+
+
+async def test_second_venue_on_same_directory_is_refused(tmp_path: Path) -> None:
+    """The directory lock keeps two venues from writing one state."""
+    async with PaperExchange(tmp_path):
+        with pytest.raises(PaperStateError, match="in use"):
+            PaperExchange(tmp_path)
+    async with PaperExchange(tmp_path) as again:
+        assert again.balance == D(10000)
+
+
+async def test_closed_venue_refuses_calls_and_closes_twice(tmp_path: Path) -> None:
+    """aclose is idempotent; calls after it fail as unavailable."""
+    venue = PaperExchange(tmp_path)
+    await venue.aclose()
+    await venue.aclose()
+    with pytest.raises(ExchangeUnavailable, match="closed"):
+        await venue.fetch_open_orders()
+    assert (tmp_path / SNAPSHOT).exists()

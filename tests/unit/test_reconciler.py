@@ -1,0 +1,165 @@
+"""Reconciliation after a restart: the venue (paper) outlives the daemon; a new stack
+rebuilt from the audit trail must protect, close, fail or cancel what it finds."""
+
+from __future__ import annotations
+
+import contextlib
+from decimal import Decimal
+
+from core.models import EntryType, OrderStatus, OrderType, PositionStatus, Side
+from core.records import RecordKind
+from exchanges.base import OrderRequest
+from tests.trading_harness import BTC, Stack, build_stack, long_signal
+
+
+def restart(old: Stack, *, lose_audit: bool = False) -> Stack:
+    """A new daemon on the same venue, restored from what the audit trail holds."""
+    new = build_stack(venue=old.venue, prices={})
+    positions, orders = ([], []) if lose_audit else old.snapshot()
+    new.reconciler.restore(positions, orders)
+    return new
+
+
+async def crash_before_stop(stack: Stack) -> None:
+    """Open a position but die after the entry filled, before the stop was placed."""
+    stack.venue.faults = {"reject_stop": 1}
+    live_before = stack.apm.place_stop
+
+    async def die(*args: object, **kwargs: object) -> None:
+        raise SystemExit("killed between entry and stop")
+
+    stack.apm.place_stop = die  # type: ignore[method-assign]
+    with contextlib.suppress(SystemExit):
+        await stack.apm.open_position_atomic(long_signal())
+    stack.apm.place_stop = live_before  # type: ignore[method-assign]
+    stack.venue.faults = {}
+
+
+async def test_position_left_without_stop_is_protected() -> None:
+    """Killed between entry and stop: the restarted daemon places the stop; one position,
+    one stop, no duplicate entry."""
+    old = build_stack()
+    await crash_before_stop(old)
+    assert [] == await old.venue_stops()
+    new = restart(old)
+    await new.reconciler.reconcile()
+    stops = await new.venue_stops()
+    assert [Decimal("0.1")] == [s.amount for s in stops]
+    (live,) = list(new.book)
+    assert PositionStatus.ACTIVE == live.position.status
+    assert 1 == len([f for f in await new.venue.fetch_fills(BTC) if f.side is Side.BUY])
+
+
+async def test_unrecorded_position_filled_by_our_entry_is_adopted() -> None:
+    """The audit trail lost everything, but the venue's fills carry our client id: the
+    position is adopted under its own id and protected."""
+    old = build_stack()
+    await crash_before_stop(old)
+    new = restart(old, lose_audit=True)
+    await new.reconciler.reconcile()
+    (live,) = list(new.book)
+    assert 1 == live.id  # from td-main-p1-en-1
+    assert 1 == len(await new.venue_stops())
+    assert "adopted" in [e["kind"] for e in new.rows(RecordKind.EVENT)]
+
+
+async def test_stop_filled_while_down_closes_with_the_real_exit() -> None:
+    """The stop fired while the daemon was down: reconciliation records the exit trade
+    with its realised P&L and closes the position as stop_loss."""
+    old = build_stack()
+    position = await old.apm.open_position_atomic(long_signal())
+    assert position.stop_loss_price is not None
+    old.venue.set_price(BTC, position.stop_loss_price - 50)
+    new = restart(old)
+    await new.reconciler.reconcile()
+    assert 0 == len(new.book)
+    final = new.latest_position(position.id)
+    assert ("closed", "stop_loss") == (final["status"], final["exit_reason"])
+    exits = [t for t in new.rows(RecordKind.TRADE) if t["realized_pnl"] is not None]
+    assert 1 == len(exits)
+    assert exits[0]["realized_pnl"] < 0
+
+
+async def test_cancelled_entry_is_not_treated_as_filled() -> None:
+    """Failure mode 15: a limit entry cancelled while down fails the position; no stop is
+    placed for a position that does not exist."""
+    old = build_stack()
+    signal = long_signal(entry_type=EntryType.LIMIT, price=Decimal("49000"))
+    position = await old.apm.open_position_atomic(signal)
+    assert PositionStatus.ENTRY_PLACED == position.status
+    live = old.book.get(position.id)
+    assert live is not None and live.entry is not None
+    await old.venue.cancel_order(BTC, client_order_id=live.entry.client_order_id)
+    new = restart(old)
+    await new.reconciler.reconcile()
+    assert [] == await new.venue_stops()
+    final = new.latest_position(position.id)
+    assert ("failed", "entry never filled") == (final["status"], final["exit_reason"])
+
+
+async def test_orphan_stop_of_ours_is_cancelled_and_unknown_order_reported() -> None:
+    """A stop of ours for a position that no longer exists is cancelled; an order that is
+    not ours is reported and left resting."""
+    stack = build_stack()
+    await stack.venue.create_order(
+        OrderRequest(
+            "td-main-p99-sl-1",
+            BTC,
+            Side.SELL,
+            OrderType.STOP_MARKET,
+            Decimal("0.01"),
+            trigger_price=Decimal("40000"),
+            reduce_only=False,
+        )
+    )
+    await stack.venue.create_order(
+        OrderRequest(
+            "someone-else-1",
+            BTC,
+            Side.BUY,
+            OrderType.LIMIT,
+            Decimal("0.01"),
+            price=Decimal("40000"),
+        )
+    )
+    await stack.reconciler.reconcile()
+    remaining = [o.client_order_id for o in await stack.venue.fetch_open_orders()]
+    assert ["someone-else-1"] == remaining
+    kinds = [e["kind"] for e in stack.rows(RecordKind.EVENT)]
+    assert ("orphan_cancelled" in kinds, "unknown_order" in kinds) == (True, True)
+
+
+async def test_emulated_orders_are_rearmed_after_restart() -> None:
+    """A pending emulated stop survives a restart and still fires on its price."""
+    from core.order_requests import parse_order_request
+
+    old = build_stack()
+    order = await old.orders.place_order(
+        parse_order_request(
+            {
+                "symbol": BTC,
+                "side": "sell",
+                "type": "stop_market",
+                "amount": "0.01",
+                "trigger_price": "49900",
+            }
+        )
+    )
+    new = restart(old)
+    assert order.client_order_id in new.triggers
+    new.tick(BTC, "49800")
+    await new.tasks.drain(5)
+    done = new.orders.get_order(order.client_order_id)
+    assert done is not None and OrderStatus.FILLED == done.status
+
+
+async def test_healthy_position_is_left_alone() -> None:
+    """A protected position reconciles to no action: same stop, no event but 'restored'."""
+    old = build_stack()
+    await old.apm.open_position_atomic(long_signal())
+    stops_before = [s.client_order_id for s in await old.venue_stops()]
+    new = restart(old)
+    await new.reconciler.reconcile()
+    assert stops_before == [s.client_order_id for s in await new.venue_stops()]
+    kinds = {e["kind"] for e in new.rows(RecordKind.EVENT)}
+    assert {"restored"} == kinds
