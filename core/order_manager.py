@@ -11,22 +11,37 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime, timedelta
 from decimal import Decimal
+
+import structlog
 
 from core.errors import ValidationError
 from core.execution import Executor, Update, refused, request_for
 from core.ids import client_order_id, request_owner
 from core.journal import Journal
 from core.models import Order, OrderPurpose, OrderStatus, OrderType, Side, Tick
+from core.money import utcnow
 from core.order_requests import OrderSpec, check_order
 from core.position_book import PositionBook
 from core.prices import PriceBoard
+from core.records import Severity
 from core.retry import retry_transient
 from core.triggers import TrailingState, TriggerBook
-from exchanges.base import ExchangeAdapter, ExchangeError, InvalidOrder, TransientExchangeError
+from exchanges.base import (
+    ExchangeAdapter,
+    ExchangeError,
+    InvalidOrder,
+    OrderNotFound,
+    TransientExchangeError,
+)
 
 HISTORY_SIZE = 10_000
 LATENCY_WINDOW = 10_000
+# How long a sent order may stay invisible on the venue before we call it never placed.
+UNSEEN_GRACE = timedelta(seconds=60)
+
+log = structlog.get_logger("orders")
 
 
 class OrderManager:
@@ -56,6 +71,10 @@ class OrderManager:
         self._leverage = leverage
         self._settle_timeout_s = settle_timeout_s
         self._live: dict[str, Order] = {}
+        # Orders with a venue call in progress (execute, native send, cancel). The periodic
+        # sync leaves them alone: it would fold a fetched snapshot into the same fills the
+        # call is about to apply, and count them twice.
+        self._in_flight: set[str] = set()
         self._history: deque[Order] = deque(maxlen=HISTORY_SIZE)
         self._seq = 0
         self.latencies_us: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -81,7 +100,7 @@ class OrderManager:
         free = None
         if not spec.reduce_only:
             free = await retry_transient(lambda: self._adapter.fetch_free_balance(market.quote))
-        amount = check_order(
+        spec = check_order(
             spec,
             market,
             price,
@@ -89,15 +108,19 @@ class OrderManager:
             leverage=self._leverage,
             position_side=await self._position_side(market.symbol),
         )
-        order = self._new_order(spec, market.symbol, amount)
+        order = self._new_order(spec, market.symbol)
         if spec.native:
             return await self._send_native(order)
-        self._triggers.arm(order)
+        # A trailing stop without an activation price trails from now: the current price
+        # is its first extreme, so a fall right after placing it already counts.
+        trails_now = spec.type is OrderType.TRAILING_STOP and spec.activation_price is None
+        start = price if trails_now else None
+        self._triggers.arm(order, initial_price=start)
         self._remember(order)
         self._journal.order(order, "armed")
         return order
 
-    def _new_order(self, spec: OrderSpec, symbol: str, amount: Decimal) -> Order:
+    def _new_order(self, spec: OrderSpec, symbol: str) -> Order:
         self._seq += 1
         owner = (
             request_owner(spec.request_id) if spec.request_id else f"m{time.time_ns() // 1_000_000}"
@@ -109,7 +132,7 @@ class OrderManager:
             symbol=symbol,
             side=spec.side,
             type=spec.type,
-            amount=amount,
+            amount=spec.amount,
             purpose=OrderPurpose.MANUAL,
             price=spec.price if spec.type is OrderType.LIMIT else None,
             limit_price=spec.price if spec.type is OrderType.STOP_LIMIT else None,
@@ -130,6 +153,13 @@ class OrderManager:
 
     async def _send_native(self, order: Order) -> Order:
         self._journal.order(order, "created")
+        self._in_flight.add(order.client_order_id)
+        try:
+            return await self._send_native_tracked(order)
+        finally:
+            self._in_flight.discard(order.client_order_id)
+
+    async def _send_native_tracked(self, order: Order) -> Order:
         try:
             update = await self._exec.submit(order)
         except TransientExchangeError:
@@ -157,8 +187,14 @@ class OrderManager:
             self._journal.order(cancelled, "cancelled", order.status)
             self._remember(cancelled)
             return cancelled
-        update = await self._exec.cancel(order)
-        await self._record_fills(update)
+        if order.client_order_id in self._in_flight:
+            raise ValidationError("order", "has a venue call in progress; try again", ref)
+        self._in_flight.add(order.client_order_id)
+        try:
+            update = await self._exec.cancel(order)
+            await self._record_fills(update)
+        finally:
+            self._in_flight.discard(order.client_order_id)
         self._remember(update.order)
         return update.order
 
@@ -193,6 +229,13 @@ class OrderManager:
 
     async def execute(self, order: Order, tick_ns: int | None = None) -> Order:
         """Send a fired order: a market order, or a limit at its limit price."""
+        self._in_flight.add(order.client_order_id)
+        try:
+            return await self._execute(order, tick_ns)
+        finally:
+            self._in_flight.discard(order.client_order_id)
+
+    async def _execute(self, order: Order, tick_ns: int | None) -> Order:
         send = (
             OrderType.LIMIT
             if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
@@ -223,10 +266,18 @@ class OrderManager:
         self._remember(update.order)
         return update.order
 
-    async def sync_native(self) -> None:
+    async def sync_native(self, now: datetime | None = None) -> None:
         """Refresh the orders that rest on the venue and have left its open list (filled
-        or cancelled there), plus any still in flight: one listing, few lookups."""
-        sent = [o for o in self._live.values() if o.status is not OrderStatus.PENDING]
+        or cancelled there), plus any still in flight: one listing, few lookups. Orders
+        past their ``expires_at`` are expired (emulated) or cancelled (resting), even when
+        their symbol has no ticks."""
+        now = now or utcnow()
+        await self._expire_due(now)
+        sent = [
+            o
+            for o in self._live.values()
+            if o.status is not OrderStatus.PENDING and o.client_order_id not in self._in_flight
+        ]
         if not sent:
             return
         listing = await retry_transient(lambda: self._adapter.fetch_open_orders())
@@ -238,10 +289,67 @@ class OrderManager:
                 continue
             try:
                 update = await self._exec.refresh(order)
+            except OrderNotFound:
+                self._not_on_venue(order, now)
+                continue
             except ExchangeError:
                 continue
+            if (
+                order.client_order_id in self._in_flight
+                or self._live.get(order.client_order_id) is not order
+            ):
+                continue  # a cancel or execution started meanwhile; it has the newer view
             await self._record_fills(update)
             self._remember(update.order)
+
+    def _not_on_venue(self, order: Order, now: datetime) -> None:
+        """An order we sent that the venue does not know. TRIGGERED means the daemon
+        stopped between the trigger and the send (SUBMITTED is journaled before any
+        request leaves): it was never sent. SUBMITTED may be a venue that is slow to
+        list it, so only after a grace period."""
+        never_sent = order.status is OrderStatus.TRIGGERED
+        if never_sent or (
+            order.status is OrderStatus.SUBMITTED and now - order.updated_at > UNSEEN_GRACE
+        ):
+            reason = (
+                "fired, but the daemon stopped before sending it; not sent"
+                if never_sent
+                else f"the venue has no such order {UNSEEN_GRACE.seconds} s after sending"
+            )
+            failed = self._exec.mark_failed(order, reason)
+            self._journal.event(
+                "order_not_sent",
+                reason,
+                severity=Severity.WARNING,
+                client_order_id=order.client_order_id,
+            )
+            self._remember(failed)
+
+    async def _expire_due(self, now: datetime) -> None:
+        """Good-till-date without ticks: emulated orders are expired here too (the trigger
+        book only sees time when a tick of the symbol arrives), resting ones cancelled."""
+        due = [
+            o
+            for o in self._live.values()
+            if o.expires_at is not None
+            and o.expires_at <= now
+            and o.client_order_id not in self._in_flight
+        ]
+        for order in due:
+            if order.emulated and order.status is OrderStatus.PENDING:
+                self._triggers.remove(order.client_order_id)
+                expired = order.with_status(OrderStatus.EXPIRED, at=now)
+                self._journal.order(expired, "expired", order.status)
+                self._remember(expired)
+            elif order.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+                try:
+                    await self.cancel_order(order.client_order_id)
+                except (ExchangeError, ValidationError) as exc:
+                    log.warning(
+                        "expiry_cancel_failed",
+                        client_order_id=order.client_order_id,
+                        error=str(exc),
+                    )
 
     # -- queries -----------------------------------------------------------------------
     def get_order(self, ref: str) -> Order | None:

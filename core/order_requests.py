@@ -9,14 +9,21 @@ current price, balance, the position a reduce-only order reduces). Each rejectio
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from core.errors import ValidationError
 from core.models import Market, OrderType, Side
-from core.money import HUNDRED, floor_to_step, optional_decimal, require_aware, utcnow
+from core.money import (
+    HUNDRED,
+    floor_to_step,
+    optional_decimal,
+    require_aware,
+    round_to_step,
+    utcnow,
+)
 
 NATIVE_TYPES = frozenset({OrderType.LIMIT, OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET})
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -159,16 +166,19 @@ def check_order(
     free_balance: Decimal | None,
     leverage: Decimal,
     position_side: Side | None,
-) -> Decimal:
-    """Check ``spec`` against the market; return the amount floored to the lot step.
+) -> OrderSpec:
+    """Check ``spec`` against the market; return it on the market's grid: the amount
+    floored to the lot step, prices rounded to the tick (see :func:`on_grid`).
 
     ``position_side`` is the entry side of the open position on the market (None if
     flat): a reduce-only order must be on the other side.
     """
-    amount = floor_to_step(spec.amount, market.amount_step)
+    requested = spec.amount
+    spec = on_grid(spec, market)
+    amount = spec.amount
     if amount <= 0 or amount < market.min_amount:
         raise ValidationError(
-            "amount", f"is below the market minimum of {market.min_amount}", spec.amount
+            "amount", f"is below the market minimum of {market.min_amount}", requested
         )
     level = spec.price or spec.trigger_price or spec.activation_price or current_price
     if level is not None and not spec.reduce_only and market.min_cost:
@@ -193,7 +203,43 @@ def check_order(
             raise ValidationError(
                 "amount", f"needs {margin:.2f} {market.quote} of margin, {free_balance:.2f} is free"
             )
-    return amount
+    return spec
+
+
+def on_grid(spec: OrderSpec, market: Market) -> OrderSpec:
+    """``spec`` with its amount floored to the lot step and its prices on the tick grid.
+
+    An off-grid price would be accepted and armed here, then refused by the venue at the
+    moment the order fires, which is the worst time to learn it. A limit price is rounded
+    in the trader's favour (a buy down, a sell up: never a worse fill than asked); trigger,
+    activation and trail distances go to the nearest tick.
+    """
+    tick = market.tick_size
+    buy = spec.side is Side.BUY
+    price = spec.price
+    if price is not None:
+        price = round_to_step(price, tick, ROUND_FLOOR if buy else ROUND_CEILING)
+        if price <= 0:
+            raise ValidationError("price", f"rounds to 0 on the tick of {tick}", spec.price)
+    nearest = {
+        name: None if value is None else round_to_step(value, tick)
+        for name, value in (
+            ("trigger_price", spec.trigger_price),
+            ("activation_price", spec.activation_price),
+            ("trail_amount", spec.trail_amount),
+        )
+    }
+    for name, value in nearest.items():
+        if value is not None and value <= 0:
+            raise ValidationError(name, f"rounds to 0 on the tick of {tick}", getattr(spec, name))
+    return replace(
+        spec,
+        amount=floor_to_step(spec.amount, market.amount_step),
+        price=price,
+        trigger_price=nearest["trigger_price"],
+        activation_price=nearest["activation_price"],
+        trail_amount=nearest["trail_amount"],
+    )
 
 
 def _check_levels(spec: OrderSpec, price: Decimal) -> None:

@@ -156,7 +156,7 @@ async def test_fired_limit_is_sent_as_a_limit_at_its_price() -> None:
     assert final.average_price is not None and final.average_price <= Decimal("49000")
 
 
-async def test_exchange_rejection_ends_failed_and_the_loop_keeps_evaluating() -> None:
+async def test_exchange_rejection_ends_rejected_and_the_loop_keeps_evaluating() -> None:
     """A venue rejection marks the fired order REJECTED with the reason; a later order on
     the next tick still fires and fills."""
     stack = build_stack({"reject_entry": 1})
