@@ -53,6 +53,19 @@ def _jsonable(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMappin
     return event
 
 
+def _one_line(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Console lines stay one event per line: newlines inside values (a traceback, a
+    multi-line venue message) are escaped, and the traceback becomes an ordinary field
+    instead of the block the console renderer would print under the line."""
+    trace = event.pop("exception", None)
+    if trace is not None:
+        event["exc"] = trace
+    for key, value in event.items():
+        if isinstance(value, str) and ("\n" in value or "\r" in value):
+            event[key] = value.replace("\r", "\\r").replace("\n", "\\n")
+    return event
+
+
 def _orjson_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
@@ -90,7 +103,11 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream: TextIO | N
         # several times faster than the stdlib encoder on the trading path.
         processors.append(structlog.processors.JSONRenderer(serializer=_orjson_dumps))
     else:
-        processors += [_jsonable, structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0)]
+        processors += [
+            _jsonable,
+            _one_line,
+            structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0),
+        ]
     processors.append(_redact_rendered)
     structlog.configure(
         processors=processors,

@@ -89,10 +89,18 @@ class Settings(BaseSettings):
     def _url(cls, value: SecretStr) -> SecretStr:
         raw = value.get_secret_value().strip()
         if raw:
-            parts = urlsplit(raw)
+            # Never echo the URL in a message: it may hold a password.
+            try:
+                parts = urlsplit(raw)
+                port = parts.port  # raises on a port that is not a number in 0-65535
+            except ValueError:
+                raise ValueError(
+                    "must be a postgresql:// URL (its host or port is malformed)"
+                ) from None
             if parts.scheme not in ("postgres", "postgresql") or not (parts.hostname or parts.path):
-                # Never echo the URL: it may hold a password.
                 raise ValueError("must be a postgresql:// URL")
+            if port == 0:
+                raise ValueError("must be a postgresql:// URL (port 0 is not a port)")
         return SecretStr(raw)
 
     @field_validator("account")

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from core.errors import InvalidTransition, ValidationError
-from core.money import ZERO, utcnow
+from core.money import ZERO, require_aware, utcnow
 
 _T = TypeVar("_T")
 
@@ -198,6 +198,21 @@ class Fill:
     exchange_order_id: str | None = None
     client_order_id: str | None = None
 
+    def __post_init__(self) -> None:
+        # A float or a naive time here would fail much later, inside a P&L sum or a
+        # comparison, far from the venue reply that carried it (failure mode 10).
+        for name in ("price", "amount", "fee"):
+            if not isinstance(getattr(self, name), Decimal):
+                raise ValidationError(name, "must be a Decimal", getattr(self, name))
+        if not (self.price.is_finite() and self.price > 0):
+            raise ValidationError("price", "must be a finite number > 0", self.price)
+        if not (self.amount.is_finite() and self.amount > 0):
+            raise ValidationError("amount", "must be a finite number > 0", self.amount)
+        if not self.fee.is_finite():  # negative is fine: a maker rebate
+            raise ValidationError("fee", "must be finite", self.fee)
+        if self.ts.tzinfo is None:
+            raise ValidationError("ts", "must be timezone-aware", self.ts)
+
 
 @dataclass(frozen=True, slots=True)
 class Order:
@@ -270,7 +285,7 @@ class Order:
             return self
         if not can_transition(self.status, status):
             raise InvalidTransition(self.client_order_id, self.status, status)
-        now = at or utcnow()
+        now = utcnow() if at is None else require_aware(at, "at")
         changes: dict[str, Any] = {"status": status, "updated_at": now, "version": self.version + 1}
         if status is OrderStatus.TRIGGERED:
             changes["triggered_at"] = now

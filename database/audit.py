@@ -150,8 +150,10 @@ class AuditWriter:
     # -- metrics ---------------------------------------------------------------------
     @property
     def queue_depth(self) -> int:
-        """Records waiting in memory or in the overflow file (not yet written or spooled)."""
-        return len(self._queue) + self._overflow_count + len(self._emergency)
+        """Records not yet written or spooled: queued in memory, in a batch being written
+        (a stalled write holds up to two batches), or in the overflow file."""
+        inflight = len(self._inflight) if self._inflight else 0
+        return len(self._queue) + inflight + self._overflow_count + len(self._emergency)
 
     @property
     def spool_bytes(self) -> int:

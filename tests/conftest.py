@@ -20,9 +20,11 @@ Fixtures for tests:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -39,6 +41,25 @@ LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TEST_DB_PREFIX = "trader_test_"
 
 
+def _namespace_tag() -> str:
+    """Which pid namespace (container) this process lives in: a pid is only meaningful
+    there, so leftovers are judged only among databases named with the same tag."""
+    try:
+        ident = f"{os.stat('/proc/self/ns/pid').st_ino}-{socket.gethostname()}"
+    except OSError:
+        ident = socket.gethostname()
+    return hashlib.sha1(ident.encode()).hexdigest()[:8]
+
+
+NS_TAG = _namespace_tag()
+
+
+def scratch_db_name(kind: str = "") -> str:
+    """A scratch database name: prefix, namespace tag, pid, kind, random suffix."""
+    middle = f"{kind}_" if kind else ""
+    return f"{TEST_DB_PREFIX}{NS_TAG}_{os.getpid()}_{middle}{secrets.token_hex(3)}"
+
+
 async def _local_server_up() -> bool:
     try:
         conn = await asyncpg.connect(LOCAL_ADMIN_URL, timeout=3)
@@ -49,14 +70,17 @@ async def _local_server_up() -> bool:
 
 
 async def _create_local_database() -> str:
-    name = f"{TEST_DB_PREFIX}{os.getpid()}_{secrets.token_hex(3)}"
+    name = scratch_db_name()
     conn = await asyncpg.connect(LOCAL_ADMIN_URL, timeout=10)
     try:
-        # Databases of test sessions that died without cleaning up (their pid is gone).
+        # Databases of test sessions of this namespace that died without cleaning up
+        # (their pid is gone). Another container's databases are never touched: its
+        # pids mean nothing here.
+        mine = f"{TEST_DB_PREFIX}{NS_TAG}_"
         for row in await conn.fetch(
-            "SELECT datname FROM pg_database WHERE datname LIKE $1", TEST_DB_PREFIX + "%"
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", mine
         ):
-            pid = row["datname"][len(TEST_DB_PREFIX) :].split("_")[0]
+            pid = row["datname"][len(mine) :].split("_")[0]
             if pid.isdigit() and not psutil.pid_exists(int(pid)):
                 await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{name}"')

@@ -77,7 +77,9 @@ ALL_PAIRS = list(itertools.product(OrderStatus, OrderStatus))
 
 @pytest.mark.parametrize(("old", "new"), ALL_PAIRS, ids=[f"{a}->{b}" for a, b in ALL_PAIRS])
 def test_every_status_pair_follows_the_design(old: OrderStatus, new: OrderStatus) -> None:
-    """Each of the 121 status pairs is allowed exactly when DESIGN.md draws it."""
+    """Each of the 121 status pairs is allowed exactly when DESIGN.md draws it or one of
+    the venue facts above adds it; a disallowed move raises, and a repeated status (a
+    venue saying the same thing twice) leaves the snapshot as it was."""
     allowed = (old, new) in SPEC_EDGES
     assert allowed == can_transition(old, new)
     order = make_order(old)
@@ -86,6 +88,8 @@ def test_every_status_pair_follows_the_design(old: OrderStatus, new: OrderStatus
     elif old != new:
         with pytest.raises(InvalidTransition):
             order.with_status(new)
+    else:
+        assert order is order.with_status(new)
 
 
 def test_terminal_statuses_have_no_exit() -> None:
@@ -169,3 +173,40 @@ def test_position_side_rejects_anything_else(raw: object) -> None:
     with pytest.raises(ValidationError) as err:
         PositionSide.parse(raw)
     assert "side" == err.value.field
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"price": 50000.0}, "price"),
+        ({"amount": 0.1}, "amount"),
+        ({"price": Decimal(0)}, "price"),
+        ({"amount": Decimal("-0.1")}, "amount"),
+        ({"price": Decimal("NaN")}, "price"),
+        ({"fee": Decimal("Infinity")}, "fee"),
+        ({"ts": datetime(2026, 1, 1)}, "ts"),  # noqa: DTZ001 - the naive time under test
+    ],
+)
+def test_a_fill_refuses_floats_non_positive_values_and_naive_times(
+    changes: dict[str, object], field: str
+) -> None:
+    """A venue fill must carry Decimal price and amount > 0 and an aware time, or it is
+    refused where it is built, naming the field (failure mode 10)."""
+    values: dict[str, object] = {"trade_id": "t1", "price": Decimal(50000), "amount": Decimal(1)}
+    with pytest.raises(ValidationError) as err:
+        Fill(**{**values, **changes})  # type: ignore[arg-type]
+    assert field == err.value.field
+
+
+def test_a_maker_rebate_is_a_valid_negative_fee() -> None:
+    """A negative fee (a rebate) is accepted and lowers the order's fee total."""
+    order = make_order(OrderStatus.NEW)
+    rebate = Fill("t1", Decimal(50000), order.amount, fee=Decimal("-0.5"))
+    assert Decimal("-0.5") == order.with_fill(rebate).fee
+
+
+def test_a_status_change_at_a_naive_time_is_refused() -> None:
+    """with_status(at=naive datetime) raises instead of mixing naive and aware times."""
+    order = make_order(OrderStatus.NEW)
+    with pytest.raises(ValidationError):
+        order.with_status(OrderStatus.CANCELLING, at=datetime(2026, 1, 1))  # noqa: DTZ001

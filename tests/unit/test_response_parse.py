@@ -392,7 +392,9 @@ def test_execution_price_then_fetched_order_then_position() -> None:
 
 
 def test_execution_price_none_when_nothing_knows() -> None:
-    """With no source knowing the price the answer is None, never 0 (failure mode 1)."""
-    zero_fill = fill("z", "0", "1")
+    """With no source knowing the price the answer is None, never 0 (failure mode 1); a
+    fill priced 0 cannot even be built."""
+    with pytest.raises(ValidationError):
+        fill("z", "0", "1")
     flat = ExchangePosition("BTC/USDT:USDT", PositionSide.LONG, Decimal("1"), None)
-    assert execution_price(reply(), fetched=reply(), fills=(zero_fill,), position=flat) is None
+    assert execution_price(reply(), fetched=reply(), fills=(), position=flat) is None
