@@ -8,10 +8,16 @@ The adapter owns the boundary rules so the core never meets ccxt:
 - Orders are rounded with ccxt's own ``amount_to_precision`` (down to the step) and
   ``price_to_precision`` (to the tick) and refused *before* sending when under the
   minimum amount or notional (failure mode 16). Every order carries its client id.
-- A submit is never retried blindly. When it fails without a usable answer (timeout,
-  network, bad reply) or is refused as a duplicate client id, the order is looked up by
-  client id with a short, bounded back-off: found, it is returned; not found, the
-  transient error is raised and the caller decides (failure mode 14).
+- A submit is never retried blindly. When its outcome is unknown (timeout, network, bad
+  reply, or a venue error nobody classified, such as Bybit's 10016 "Server error") or it
+  is refused as a duplicate client id, the order is looked up by client id with a short,
+  bounded back-off: found, it is returned. Answered "not found", a timeout or outage
+  raises its transient error (the caller keeps asking) and an unclassified venue error
+  becomes the final ``OrderRejected``; a look-up that itself keeps failing leaves the
+  outcome unknown, so a transient error is raised, never a final one (failure mode 14).
+- A Binance conditional (algo) order that triggered hands over to a regular order
+  (``actualOrderId``); its status, fill and average are read from that order, never
+  guessed from the algo order's ``FINISHED`` (which ccxt reports as closed, filled 0).
 - Reads are retried with back-off on rate limits and outages (bounded); writes are not.
 - Every ccxt exception passes through :func:`~exchanges.ccxt_errors.translate_ccxt_error`.
 - Quantities are base units in and out (see ``exchanges/response.py``).
@@ -30,7 +36,6 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import ccxt
 import ccxt.async_support as ccxt_async
 import structlog
 
@@ -46,8 +51,16 @@ from exchanges.base import (
     InvalidOrder,
     OrderNotFound,
     OrderRequest,
+    TransientExchangeError,
 )
-from exchanges.ccxt_errors import is_translatable, translate_ccxt_error
+from exchanges.ccxt_errors import (
+    is_duplicate_id,
+    is_translatable,
+    is_unsupported,
+    rounds_to_zero,
+    submit_outcome_unknown,
+    translate_ccxt_error,
+)
 from exchanges.ccxt_params import (
     VenueProfile,
     ccxt_order_type,
@@ -56,7 +69,10 @@ from exchanges.ccxt_params import (
     profile_for,
 )
 from exchanges.response import (
+    handover_order_id,
+    is_handed_over,
     known_price,
+    merge_handover,
     parse_fill,
     parse_market,
     parse_order,
@@ -78,6 +94,75 @@ _PRICE_FRESH_S = 30.0  # a last price this recent may size a market order's noti
 def _plain(value: Decimal) -> str:
     """Decimal as positional text (ccxt's precision code does not read ``1E-7``)."""
     return format(value, "f")
+
+
+def ccxt_client(
+    module: Any, exchange_id: str, *, api_key: str = "", secret: str = "", password: str = ""
+) -> Any:
+    """A rate-limited instance of ``exchange_id`` from ``module`` (``ccxt.async_support``
+    for the adapter, ``ccxt.pro`` for a price watcher) with the venue's options."""
+    klass = getattr(module, exchange_id, None)
+    if klass is None or exchange_id not in module.exchanges:
+        raise ValidationError("TRADER_EXCHANGE", "is not a ccxt exchange id", exchange_id)
+    options = dict(profile_for(exchange_id).options)
+    config: dict[str, Any] = {"enableRateLimit": True, "options": options}
+    for key, value in (("apiKey", api_key), ("secret", secret), ("password", password)):
+        if value:
+            config[key] = value
+    return klass(config)
+
+
+def _enable_sandbox(exchange: Any, exchange_id: str, secrets: Sequence[str]) -> None:
+    """Point ``exchange`` at the venue's testnet; a venue without one is a settings error."""
+    urls = getattr(exchange, "urls", None)
+    if isinstance(urls, Mapping) and not urls.get("test"):
+        # ccxt 4.5 describes most venues with ``"test": None``, on which set_sandbox_mode
+        # fails with a TypeError rather than NotSupported.
+        raise ValidationError("TRADER_TESTNET", f"{exchange_id} has no testnet")
+    try:
+        exchange.set_sandbox_mode(True)
+    except Exception as exc:
+        if not is_translatable(exc):
+            raise
+        if is_unsupported(exc):
+            raise ValidationError("TRADER_TESTNET", f"{exchange_id} has no testnet") from None
+        raise translate_ccxt_error(exc, secrets=secrets) from None
+
+
+def price_watcher(
+    exchange_id: str,
+    *,
+    api_key: str = "",
+    secret: str = "",
+    password: str = "",
+    testnet: bool = False,
+) -> Any | None:
+    """A ccxt pro instance of ``exchange_id`` for ``watch_ticker`` (same credentials,
+    options and testnet as the adapter), or ``None`` when ccxt pro has no such exchange.
+
+    The caller owns it and must ``await close()`` it (the exchange feed does).
+    """
+    import ccxt.pro as ccxt_pro  # websockets only where an exchange feed is built
+
+    if exchange_id not in ccxt_pro.exchanges:
+        return None
+    client = ccxt_client(ccxt_pro, exchange_id, api_key=api_key, secret=secret, password=password)
+    if testnet:
+        _enable_sandbox(client, exchange_id, tuple(s for s in (api_key, secret, password) if s))
+    return client
+
+
+def price_watcher_from_settings(settings: Settings) -> Any | None:
+    """:func:`price_watcher` for ``TRADER_EXCHANGE`` (``None`` for the paper venue)."""
+    if settings.is_paper:
+        return None
+    return price_watcher(
+        settings.exchange,
+        api_key=settings.api_key.get_secret_value(),
+        secret=settings.api_secret.get_secret_value(),
+        password=settings.api_password.get_secret_value(),
+        testnet=settings.testnet,
+    )
 
 
 class CcxtAdapter:
@@ -112,28 +197,19 @@ class CcxtAdapter:
         self._lookup_attempts = max(1, lookup_attempts)
         self._backoff_s = backoff_s
         self._sleep = sleep
-        self._exchange: Any = exchange or self._build(exchange_id, api_key, secret, password)
+        self._exchange: Any = exchange or ccxt_client(
+            ccxt_async, exchange_id, api_key=api_key, secret=secret, password=password
+        )
         self._exchange.options.update(self._profile.options)
         if testnet:
-            try:
-                self._exchange.set_sandbox_mode(True)
-            except ccxt.NotSupported:
-                raise ValidationError("TRADER_TESTNET", f"{exchange_id} has no testnet") from None
+            _enable_sandbox(self._exchange, exchange_id, self._secrets)
         self._markets: dict[str, Market] | None = None
         self._by_key: dict[str, list[Market]] = {}
         self._markets_lock = asyncio.Lock()
         self._last_price: dict[str, tuple[Decimal, float]] = {}  # price, monotonic time
+        # Binance algo id -> the regular order it handed over to (its fills carry that id).
+        self._handover: dict[str, str] = {}
         self._closed = False
-
-    def _build(self, exchange_id: str, api_key: str, secret: str, password: str) -> Any:
-        klass = getattr(ccxt_async, exchange_id, None)
-        if klass is None or exchange_id not in ccxt_async.exchanges:
-            raise ValidationError("TRADER_EXCHANGE", "is not a ccxt exchange id", exchange_id)
-        config: dict[str, Any] = {"enableRateLimit": True, "options": dict(self._profile.options)}
-        for key, value in (("apiKey", api_key), ("secret", secret), ("password", password)):
-            if value:
-                config[key] = value
-        return klass(config)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CcxtAdapter:
@@ -280,8 +356,12 @@ class CcxtAdapter:
         contracts = amount / market.contract_size
         try:
             text = self._exchange.amount_to_precision(market.symbol, _plain(contracts))
-        except ccxt.BaseError:
-            text = "0"  # ccxt refuses amounts that round to zero
+        except Exception as exc:
+            if not is_translatable(exc):
+                raise
+            if not rounds_to_zero(exc):
+                raise self._error(exc) from None
+            text = "0"  # ccxt refuses an amount that truncates to zero: say so below
         if optional_decimal(text) is None or Decimal(text) * market.contract_size <= 0:
             raise InvalidOrder(
                 f"amount: {amount} rounds down to 0 at the step {market.amount_step} of "
@@ -292,7 +372,12 @@ class CcxtAdapter:
     def _price_text(self, market: Market, price: Decimal, field: str) -> str:
         if price <= 0:
             raise InvalidOrder(f"{field}: must be greater than 0 (got {price})")
-        return str(self._exchange.price_to_precision(market.symbol, _plain(price)))
+        try:
+            return str(self._exchange.price_to_precision(market.symbol, _plain(price)))
+        except Exception as exc:
+            if not is_translatable(exc):
+                raise
+            raise self._error(exc) from None
 
     async def _check_minimums(
         self, market: Market, amount: Decimal, price: Decimal | None, reduce_only: bool
@@ -351,37 +436,57 @@ class CcxtAdapter:
             time_in_force=request.time_in_force,
         )
         args = (market.symbol, ccxt_order_type(request.type), request.side.value, amount_text)
+        failure: BaseException
         try:
             raw = await self._exchange.create_order(*args, price_text, params)
         except Exception as exc:
             if not is_translatable(exc):
                 raise
-            error = self._error(exc, submitting=True)
-            if isinstance(error, ExchangeUnavailable) or self._is_duplicate_id(exc):
-                found = await self._find_submitted(market, request.client_order_id, conditional)
-                if found is not None:
-                    return found
-                error = type(error)(
-                    f"{error} (order {request.client_order_id} not found by client id "
-                    f"after {self._lookup_attempts} look-ups)"
-                )
-            raise error from None
-        return self._order(raw, market, request.client_order_id)
+            failure = exc
+        else:
+            return self._order(raw, market, request.client_order_id)
+        outcome = await self._resolve_submit(failure, market, request.client_order_id, conditional)
+        if isinstance(outcome, ExchangeOrder):
+            return outcome
+        raise outcome from None
+
+    async def _resolve_submit(
+        self, exc: BaseException, market: Market, client_order_id: str, conditional: bool
+    ) -> ExchangeOrder | ExchangeError:
+        """The order a failed submit placed after all (found by client id), or the error
+        it ends in. Only a look-up that answered "not found" may turn an unknown outcome
+        into a final error (failure mode 14)."""
+        error = self._error(exc, submitting=True)
+        if not (submit_outcome_unknown(exc) or self._is_duplicate_id(exc)):
+            return error
+        found, absent = await self._find_submitted(market, client_order_id, conditional)
+        if found is not None:
+            return found
+        tries = self._lookup_attempts
+        if absent:
+            # The venue says it has no such order: a timeout stays transient (the caller
+            # keeps asking), an unclassified error or a duplicate id is final.
+            note = f"order {client_order_id} not found by client id after {tries} look-ups"
+            return type(error)(f"{error} ({note})")
+        note = f"order {client_order_id} could not be looked up in {tries} tries; outcome unknown"
+        klass = type(error) if isinstance(error, TransientExchangeError) else ExchangeUnavailable
+        return klass(f"{error} ({note})")
 
     def _is_duplicate_id(self, exc: BaseException) -> bool:
         """The venue refused the client id as already used: the order may be ours, placed
         by an earlier attempt, so it is looked up rather than failed."""
-        if isinstance(exc, ccxt.DuplicateOrderId):
-            return True
-        text = str(exc)
-        codes = self._profile.duplicate_id_codes
-        return isinstance(exc, ccxt.InvalidOrder) and any(code in text for code in codes)
+        return is_duplicate_id(exc, self._profile.duplicate_id_codes)
 
     async def _find_submitted(
         self, market: Market, client_order_id: str, conditional: bool
-    ) -> ExchangeOrder | None:
-        """Look a submit whose outcome is unknown up by client id, a bounded few times."""
+    ) -> tuple[ExchangeOrder | None, bool]:
+        """Look a submit whose outcome is unknown up by client id, a bounded few times.
+
+        Returns the order when found, else ``(None, absent)``: ``absent`` is True when the
+        last look-up answered "not found", False when it failed (the outcome is unknown).
+        """
         log.warning("order_submit_unconfirmed", exchange=self._id, client_order_id=client_order_id)
+        absent = False
         for attempt in range(self._lookup_attempts):
             await self._sleep(self._backoff(attempt))
             try:
@@ -389,9 +494,9 @@ class CcxtAdapter:
                     market, None, client_order_id, conditional, retry=False
                 )
             except ExchangeError as exc:
-                # Whatever the look-up hit, the submit's outcome is still unknown: the
-                # caller must get the transient error, never a "final" one that would
-                # mark an order failed while it may exist (failure mode 14).
+                # Whatever the look-up hit, only "not found" is an answer; anything else
+                # leaves the submit's outcome unknown (failure mode 14).
+                absent = isinstance(exc, OrderNotFound)
                 log.info(
                     "order_lookup_failed",
                     exchange=self._id,
@@ -401,8 +506,8 @@ class CcxtAdapter:
                 )
                 continue
             log.info("order_submit_confirmed", exchange=self._id, client_order_id=client_order_id)
-            return order
-        return None
+            return order, True
+        return None, absent
 
     async def _fetch_one(
         self,
@@ -446,7 +551,43 @@ class CcxtAdapter:
         order = self._order(raw, market, client_order_id)
         if order.exchange_order_id is None and exchange_order_id:
             order = dataclasses.replace(order, exchange_order_id=exchange_order_id)
+        if is_handed_over(raw):
+            order = await self._follow_handover(market, order, raw, call)
         return order
+
+    async def _follow_handover(
+        self,
+        market: Market,
+        algo: ExchangeOrder,
+        raw: Mapping[str, Any],
+        call: Callable[..., Awaitable[Any]],
+    ) -> ExchangeOrder:
+        """A Binance algo order that triggered, completed by the regular order it became
+        (``GET /fapi/v1/order`` by ``actualOrderId``). Where that order cannot be read, the
+        status stays unknown (``None``): a FINISHED algo order may have filled."""
+        actual_id = handover_order_id(raw)
+        if actual_id is None:
+            log.warning(
+                "algo_order_without_actual_order",
+                exchange=self._id,
+                order_id=algo.exchange_order_id,
+                client_order_id=algo.client_order_id,
+            )
+            return algo
+        try:
+            actual_raw = await call(self._exchange.fetch_order, actual_id, market.symbol, {})
+        except OrderNotFound as exc:
+            log.warning(
+                "algo_actual_order_not_found",
+                exchange=self._id,
+                order_id=algo.exchange_order_id,
+                actual_order_id=actual_id,
+                error=str(exc),
+            )
+            return algo
+        if algo.exchange_order_id:
+            self._handover[algo.exchange_order_id] = actual_id
+        return merge_handover(algo, self._order(actual_raw, market))
 
     async def fetch_order(
         self,
@@ -493,9 +634,14 @@ class CcxtAdapter:
         amount: Decimal | None = None,
         price: Decimal | None = None,
         trigger_price: Decimal | None = None,
+        conditional: bool | None = None,
     ) -> ExchangeOrder:
+        """Amend in place. ``conditional`` says where the venue keeps the order (Binance
+        lists stops apart); left ``None``, a new ``trigger_price`` marks a conditional
+        order, and an order the regular list does not know is looked for among the
+        conditional ones."""
         market = await self._market(symbol)
-        current = await self._fetch_one(market, exchange_order_id, None, False)
+        current = await self._current(market, exchange_order_id, conditional, trigger_price)
         if current.type is None or current.side is None or current.amount is None:
             raise InvalidOrder(f"order {exchange_order_id}: {self._id} did not say what it is")
         if is_conditional(current.type) and not self._profile.amendable_conditional:
@@ -530,6 +676,25 @@ class CcxtAdapter:
         return dataclasses.replace(
             order, exchange_order_id=order.exchange_order_id or exchange_order_id
         )
+
+    async def _current(
+        self,
+        market: Market,
+        exchange_order_id: str,
+        conditional: bool | None,
+        trigger_price: Decimal | None,
+    ) -> ExchangeOrder:
+        """The order an amend starts from, fetched where the venue keeps it."""
+        if conditional is not None:
+            return await self._fetch_one(market, exchange_order_id, None, conditional)
+        if trigger_price is not None:
+            return await self._fetch_one(market, exchange_order_id, None, True)
+        try:
+            return await self._fetch_one(market, exchange_order_id, None, False)
+        except OrderNotFound:
+            if not self._profile.conditional_listed_apart:
+                raise
+            return await self._fetch_one(market, exchange_order_id, None, True)
 
     async def fetch_open_orders(self, symbol: str | None = None) -> Sequence[ExchangeOrder]:
         await self.load_markets()
@@ -576,6 +741,9 @@ class CcxtAdapter:
         since: datetime | None = None,
     ) -> Sequence[Fill]:
         market = await self._market(symbol)
+        if exchange_order_id:
+            # A triggered Binance algo order executed as the regular order it became.
+            exchange_order_id = self._handover.get(exchange_order_id, exchange_order_id)
         params: dict[str, Any] = {}
         if exchange_order_id and self._profile.trades_order_param:
             params[self._profile.trades_order_param] = exchange_order_id

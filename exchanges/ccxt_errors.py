@@ -23,9 +23,22 @@ OrderImmediatelyFillable, ContractUnavailable),
 BadRequest, BadSymbol, ArgumentsRequired,
 NotSupported
 OperationRejected (MarketClosed, NoChange, ...)    OrderRejected
-ExchangeError and anything else                    ExchangeError; OrderRejected while
-                                                   submitting (the venue answered "no")
+ExchangeError and anything else                    ExchangeError (see below for a submit)
 =================================================  ==========================================
+
+An order submit that fails without a clear answer leaves its outcome unknown
+(:func:`submit_outcome_unknown`): a timeout or outage, and also an error the venue did not
+classify (Bybit retCode 10016 "Server error", codes ccxt does not know such as 10000
+"Server Timeout"), because the venue may have accepted the order before failing. The
+adapter then looks the order up by client id; only when the look-up answers "not found"
+is an unclassified error the final :class:`OrderRejected` (``submitting=True``), never
+before (failure mode 14).
+
+Some ccxt conditions matter as facts rather than as errors of ours:
+:func:`is_unsupported` (ccxt or the venue lacks a feature, e.g. a sandbox or
+``watch_ticker``), :func:`rounds_to_zero` (ccxt's ``amount_to_precision`` refusing an
+amount under one step) and :func:`is_duplicate_id` (a client id already used). They are
+named here so no other module has to know ccxt's exception classes.
 
 The message keeps ccxt's text (it names the venue's code) minus anything secret: URLs
 lose their query string (Binance signs GET / DELETE requests there), ``signature=`` /
@@ -96,17 +109,57 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 def mapped_class(exc_type: type[BaseException], *, submitting: bool = False) -> type[ExchangeError]:
-    """Our class for ``exc_type``: the first of its MRO in the table."""
+    """Our class for ``exc_type``: the first of its MRO in the table.
+
+    ``submitting`` is for a submit already resolved as refused (the order was looked up
+    by client id and not found): an unclassified venue error is then ``OrderRejected``.
+    """
     for klass in exc_type.__mro__:
         target = _MAPPING.get(klass)
         if target is None:
             continue
         if submitting and target is ExchangeError:
-            # The venue answered an order submit with an error it did not classify:
-            # the order was refused, and sending it again would be refused again.
             return OrderRejected
         return target
     return ExchangeError
+
+
+def submit_outcome_unknown(exc: BaseException) -> bool:
+    """True when an order submit that raised ``exc`` may still have placed the order.
+
+    That is a failure without a usable answer (timeout, network, outage, bad reply) and
+    any venue error nobody classified: it may be a server fault after acceptance. A
+    throttled request (``RateLimited``) was refused before it ran; every other class is
+    the venue's considered "no" and final.
+    """
+    if not is_translatable(exc):
+        return False
+    target = mapped_class(type(exc))
+    return target is ExchangeError or issubclass(target, ExchangeUnavailable)
+
+
+def is_duplicate_id(exc: BaseException, venue_codes: Iterable[str] = ()) -> bool:
+    """True when the venue refused an order's client id as already used: ccxt's
+    ``DuplicateOrderId``, or an ``InvalidOrder`` carrying one of ``venue_codes`` (codes
+    ccxt does not classify, e.g. Bybit 110072, Binance -4116). The earlier order may be
+    ours, so it is looked up rather than failed."""
+    if isinstance(exc, ccxt.DuplicateOrderId):
+        return True
+    text = str(exc)
+    return isinstance(exc, ccxt.InvalidOrder) and any(code in text for code in venue_codes)
+
+
+def is_unsupported(exc: BaseException) -> bool:
+    """True when ccxt or the venue does not support what was asked (no sandbox URL, no
+    websocket method): a capability to do without, not a failure to retry."""
+    return isinstance(exc, ccxt.NotSupported | NotImplementedError)
+
+
+def rounds_to_zero(exc: BaseException) -> bool:
+    """True for what ccxt's ``amount_to_precision`` raises when the amount truncates to 0
+    (``InvalidOrder``). An unknown symbol or a market without precision raises
+    ``BadSymbol``, which is translated like any other error."""
+    return isinstance(exc, ccxt.InvalidOrder)
 
 
 def is_translatable(exc: BaseException) -> bool:
@@ -123,9 +176,9 @@ def translate_ccxt_error(
 ) -> ExchangeError:
     """Our error for a ccxt (or HTTP-layer) exception, with a scrubbed message.
 
-    ``submitting`` marks an order submit, where an unclassified venue error is a
-    rejection. The caller raises the result ``from None`` so the original (whose text
-    may hold a signed URL) is not chained into logs.
+    ``submitting`` marks an order submit already looked up and not found, where an
+    unclassified venue error is a rejection. The caller raises the result ``from None``
+    so the original (whose text may hold a signed URL) is not chained into logs.
     """
     klass = mapped_class(type(exc), submitting=submitting)
     detail = str(exc) or type(exc).__name__

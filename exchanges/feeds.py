@@ -106,7 +106,9 @@ def build_feed(settings: Settings, adapter: Any = None, *, interval_s: float = 1
     """The feed ``TRADER_FEED`` names: ``synthetic``, ``exchange`` or ``replay:PATH``.
 
     A synthetic feed starts from the adapter's last known prices when it has any (a paper
-    venue reopened after a restart), so prices continue instead of jumping back.
+    venue reopened after a restart), so prices continue instead of jumping back. An
+    exchange feed watches a ccxt pro instance of ``TRADER_EXCHANGE`` (same credentials,
+    same testnet) and polls ``adapter`` while watching is unavailable.
     """
     kind = settings.feed
     if kind == "synthetic":
@@ -118,7 +120,12 @@ def build_feed(settings: Settings, adapter: Any = None, *, interval_s: float = 1
     if kind == "exchange":
         if adapter is None:
             raise ValueError("TRADER_FEED=exchange needs an exchange adapter")
-        return ExchangeFeed(adapter, settings.symbols)
+        # Watched through a ccxt pro instance of the same venue where ccxt has one; the
+        # adapter stays the polling fallback. The feed closes the watcher with itself.
+        from exchanges.ccxt_adapter import price_watcher_from_settings  # imports ccxt
+
+        watcher = price_watcher_from_settings(settings)
+        return ExchangeFeed(adapter, settings.symbols, watcher=watcher)
     if kind.startswith("replay:"):
         return ReplayFeed(
             Path(kind.removeprefix("replay:")),

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from core.models import Fill, Market, OrderStatus, OrderType, Side, Tick
@@ -141,6 +141,7 @@ class PaperBook:
         taker_fee: Decimal = Decimal("0.00055"),
         slippage_bps: Decimal = Decimal(2),
         leverage: Decimal = Decimal(10),
+        price_save_interval: timedelta = timedelta(seconds=5),
     ) -> None:
         self.markets = markets
         self.balance = balance
@@ -165,6 +166,10 @@ class PaperBook:
         self._new_fills: list[Fill] = []
         self._changed_prices: set[str] = set()
         self._dirty = False
+        # Prices alone are saved at most once per interval (any other change saves them
+        # at once): cheap, and a restart resumes from a price at most that old.
+        self.price_save_interval = price_save_interval
+        self._prices_saved_at: datetime | None = None
 
     # -- lookups -----------------------------------------------------------------------
     def find(self, exchange_order_id: str | None, client_order_id: str | None) -> PaperOrder:
@@ -521,14 +526,22 @@ class PaperBook:
                 if price is None:
                     tick = self.prices.get(order.symbol)
                     price = tick.price if tick is not None else ZERO
-                used += order.remaining * price / self.leverage
+                size = self.markets.resolve(order.symbol).contract_size
+                used += order.remaining * price * size / self.leverage
         return used
 
     # -- deltas, snapshots ---------------------------------------------------------------
     def take_delta(self) -> Delta | None:
-        """What changed since the last call (``None`` when only prices moved)."""
-        if not self._dirty:
+        """What changed since the last call, ``None`` when nothing needs saving.
+
+        Prices that moved ride along with the next other change; when only prices moved,
+        they are saved once ``price_save_interval`` has passed since they were last
+        saved, so ``last_prices`` survives a crash without a write per tick.
+        """
+        if not self._dirty and not self._prices_due():
             return None
+        if self._changed_prices:
+            self._prices_saved_at = self._now()
         delta = Delta(
             balance=self.balance,
             next_order=self.next_order,
@@ -544,6 +557,12 @@ class PaperBook:
         self._changed_prices = set()
         self._dirty = False
         return delta
+
+    def _prices_due(self) -> bool:
+        if not self._changed_prices:
+            return False
+        saved = self._prices_saved_at
+        return saved is None or self._now() - saved >= self.price_save_interval
 
     def discard_delta(self) -> None:
         """Forget pending changes (only after a load, where they are already on disk)."""

@@ -21,6 +21,7 @@ the module:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -34,7 +35,7 @@ from exchanges.base import ExchangeOrder, ExchangePosition
 
 # Sentinels for statuses whose meaning depends on the quantities.
 _LIVE: Final = "live"  # resting or working: NEW, or PARTIALLY_FILLED once something filled
-_DONE: Final = "done"  # ccxt's "closed" (and Binance algo FINISHED): FILLED only if all filled
+_DONE: Final = "done"  # ccxt's "closed": FILLED only if all filled
 
 # Keys are lower case without "_", "-" or spaces, so "PARTIALLY_FILLED" (Binance),
 # "PartiallyFilled" (Bybit) and "partially_filled" (OKX) are one entry.
@@ -46,8 +47,9 @@ _STATUS: Final[Mapping[str, OrderStatus | str]] = {
     "expired": OrderStatus.EXPIRED,
     "rejected": OrderStatus.REJECTED,
     # resting or working on the venue. A triggered conditional order (Bybit "Triggered",
-    # Binance algo TRIGGERING / TRIGGERED) has become a live order in the book: it is
-    # still working, not the in-process TRIGGERED state of an emulated order.
+    # Binance algo TRIGGERING) has become, or is becoming, a live order in the book: it is
+    # still working, not the in-process TRIGGERED state of an emulated order. (Binance
+    # algo TRIGGERED / FINISHED are handed over, see _HANDED_OVER.)
     "new": _LIVE,
     "created": _LIVE,
     "untriggered": _LIVE,
@@ -59,7 +61,6 @@ _STATUS: Final[Mapping[str, OrderStatus | str]] = {
     "live": _LIVE,
     "partiallyfilled": OrderStatus.PARTIALLY_FILLED,
     "filled": OrderStatus.FILLED,
-    "finished": _DONE,
     "cancelled": OrderStatus.CANCELLED,
     "deactivated": OrderStatus.CANCELLED,
     "partiallyfilledcanceled": OrderStatus.CANCELLED,
@@ -69,6 +70,13 @@ _STATUS: Final[Mapping[str, OrderStatus | str]] = {
     "cancelling": OrderStatus.CANCELLING,
     "expiredinmatch": OrderStatus.EXPIRED,
 }
+# Binance algo (conditional) orders in these states have handed over to a regular order of
+# the matching engine, ``info.actualOrderId``: TRIGGERED means it was placed there, FINISHED
+# that it was filled *or* cancelled there. The algo order itself carries no fill (ccxt
+# reports ``filled`` 0 and status "closed"), so only the regular order can say what
+# happened; until it is read the status and fill are unknown, never CANCELLED.
+_ALGO_STATUS_KEY: Final = "algoStatus"
+_HANDED_OVER: Final = frozenset({"triggered", "finished"})
 # Where venues keep their own status string inside ccxt's ``info``: Bybit, Binance
 # (regular, algo, portfolio-margin conditional), OKX.
 _RAW_STATUS_KEYS: Final = ("orderStatus", "algoStatus", "strategyStatus", "status", "state")
@@ -243,6 +251,39 @@ def parse_status(
     return None
 
 
+def is_handed_over(raw: Mapping[str, Any]) -> bool:
+    """True for a Binance algo order that triggered into a regular order (TRIGGERED or
+    FINISHED): its real status, fill and average are that order's."""
+    return _key(_info(raw).get(_ALGO_STATUS_KEY)) in _HANDED_OVER
+
+
+def handover_order_id(raw: Mapping[str, Any]) -> str | None:
+    """The id of the regular order a handed-over algo order became (``actualOrderId``);
+    ``None`` when the order has not handed over or the venue left the id empty."""
+    if not is_handed_over(raw):
+        return None
+    text = _text(_info(raw).get("actualOrderId"))
+    return text if text and text != "0" else None
+
+
+def merge_handover(algo: ExchangeOrder, actual: ExchangeOrder) -> ExchangeOrder:
+    """The algo order as the core knows it (its ids, type, side, size, trigger), with the
+    outcome of the regular order it became: status, fill, average, fee and executions."""
+    return replace(
+        algo,
+        status=actual.status,
+        amount=algo.amount if algo.amount is not None else actual.amount,
+        filled=actual.filled,
+        remaining=actual.remaining,
+        average_price=actual.average_price,
+        fee=actual.fee,
+        fee_currency=actual.fee_currency,
+        fills=actual.fills,
+        ts=actual.ts or algo.ts,
+        raw={**algo.raw, "actualOrder": actual.raw},
+    )
+
+
 def parse_order_type(raw: Mapping[str, Any]) -> OrderType | None:
     """Our order type from ccxt's unified type plus the venue's own hints.
 
@@ -330,6 +371,10 @@ def parse_order(
     filled = _scaled(raw.get("filled"), contract_size)
     remaining = _scaled(raw.get("remaining"), contract_size)
     statuses = [info.get(k) for k in _RAW_STATUS_KEYS] + [raw.get("status")]
+    if is_handed_over(raw):
+        # Only the regular order it became knows (see _HANDED_OVER): unknown, not 0.
+        filled = remaining = None
+        statuses = []
     order_symbol = _text(raw.get("symbol")) or symbol or ""
     order_id = _text(raw.get("id"))
     cid = _text(raw.get("clientOrderId")) or client_order_id

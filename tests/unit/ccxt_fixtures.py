@@ -424,7 +424,11 @@ def binance_order(**fields: Any) -> dict[str, Any]:
 
 
 def binance_algo_order(**fields: Any) -> dict[str, Any]:
-    """A USD-M conditional order of the algo service (``/fapi/v1/algoOrder``)."""
+    """A USD-M conditional order of the algo service (``GET /fapi/v1/algoOrder``).
+
+    ``actualOrderId`` / ``actualPrice`` name the regular order it became once triggered
+    (empty / zero before, as in Binance's "Query Algo Order" example).
+    """
     row: dict[str, Any] = {
         "algoId": 3358,
         "clientAlgoId": "td-main-p1-sl-1",
@@ -436,6 +440,8 @@ def binance_algo_order(**fields: Any) -> dict[str, Any]:
         "timeInForce": "GTC",
         "quantity": "0.010",
         "algoStatus": "NEW",
+        "actualOrderId": "",
+        "actualPrice": "0.00000",
         "triggerPrice": "49000.00",
         "price": "0.00",
         "icebergQuantity": None,

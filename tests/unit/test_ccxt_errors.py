@@ -14,7 +14,16 @@ from ccxt.base import errors as ccxt_errors
 from core.models import OrderType, Side
 from exchanges import base
 from exchanges.base import OrderRequest
-from exchanges.ccxt_errors import is_translatable, mapped_class, scrub, translate_ccxt_error
+from exchanges.ccxt_errors import (
+    is_duplicate_id,
+    is_translatable,
+    is_unsupported,
+    mapped_class,
+    rounds_to_zero,
+    scrub,
+    submit_outcome_unknown,
+    translate_ccxt_error,
+)
 from tests.unit.ccxt_fixtures import adapter_for, route_ticker
 
 
@@ -114,7 +123,8 @@ def test_unknown_future_subclass_inherits_its_parents_meaning() -> None:
 
 
 def test_unclassified_venue_error_while_submitting_is_a_rejection() -> None:
-    """A generic ExchangeError is a final OrderRejected on submit, a plain error on reads."""
+    """A generic ExchangeError translated for a submit already looked up and not found is
+    a final OrderRejected; on reads it stays a plain ExchangeError."""
     assert type(translate_ccxt_error(ccxt.ExchangeError("x"), submitting=True)) is (
         base.OrderRejected
     )
@@ -122,6 +132,54 @@ def test_unclassified_venue_error_while_submitting_is_a_rejection() -> None:
     assert type(translate_ccxt_error(ccxt.NetworkError("x"), submitting=True)) is (
         base.ExchangeUnavailable
     )
+
+
+# Whether a submit that raised the class may still have placed the order.
+OUTCOME_UNKNOWN = {
+    "BaseError": True,
+    "ExchangeError": True,
+    "RequestTimeout": True,
+    "NetworkError": True,
+    "ExchangeNotAvailable": True,
+    "OnMaintenance": True,
+    "BadResponse": True,
+    "NullResponse": True,
+    "RateLimitExceeded": False,
+    "DDoSProtection": False,
+    "InsufficientFunds": False,
+    "InvalidOrder": False,
+    "BadRequest": False,
+    "BadSymbol": False,
+    "OrderNotFound": False,
+    "OperationRejected": False,
+    "MarketClosed": False,
+    "AuthenticationError": False,
+    "NotSupported": False,
+}
+
+
+def test_submit_outcome_is_unknown_for_transport_failures_and_unclassified_errors() -> None:
+    """Timeouts, outages, bad replies and unclassified venue errors leave a submit's outcome
+    unknown; throttling and every classified refusal do not."""
+    actual = {name: submit_outcome_unknown(getattr(ccxt, name)("x")) for name in OUTCOME_UNKNOWN}
+    assert actual == OUTCOME_UNKNOWN
+    assert submit_outcome_unknown(TimeoutError()) is True
+    assert submit_outcome_unknown(ValueError("a bug")) is False
+
+
+def test_capability_predicates_name_the_ccxt_classes() -> None:
+    """Unsupported, rounds-to-zero and duplicate-id are recognised here, nowhere else."""
+    actual = (
+        is_unsupported(ccxt.NotSupported("x")),
+        is_unsupported(NotImplementedError()),
+        is_unsupported(ccxt.NetworkError("x")),
+        rounds_to_zero(ccxt.InvalidOrder("amount must be greater than minimum precision")),
+        rounds_to_zero(ccxt.BadSymbol("bybit does not have market symbol X")),
+        is_duplicate_id(ccxt.DuplicateOrderId("x")),
+        is_duplicate_id(ccxt.InvalidOrder('bybit {"retCode":110072}'), ("110072",)),
+        is_duplicate_id(ccxt.InvalidOrder('bybit {"retCode":110007}'), ("110072",)),
+    )
+    assert actual == (True, True, False, True, False, True, True, False)
 
 
 def test_cancellation_is_never_translated() -> None:

@@ -137,6 +137,21 @@ async def test_amount_rounding_to_zero_is_refused_before_sending() -> None:
     assert venue.sent == []
 
 
+async def test_precision_error_other_than_rounding_is_translated_not_called_zero() -> None:
+    """A market ccxt no longer lists (delisted on a reload) fails the rounding with ccxt's
+    own reason, translated once, not as "rounds down to 0"; nothing is sent."""
+    adapter, venue = adapter_for("binanceusdm")
+    await adapter.load_markets()
+    venue.exchange.set_markets(
+        [m for m in default_markets("binanceusdm").values() if m["symbol"] != "BTC/USDT:USDT"]
+    )
+    with pytest.raises(InvalidOrder) as caught:
+        await adapter.create_order(limit("BTCUSDT", "0.01", "50000"))
+    expected = "BadSymbol: binanceusdm does not have market symbol BTC/USDT:USDT"
+    assert str(caught.value) == expected
+    assert venue.sent == []
+
+
 async def test_amount_below_minimum_is_refused_before_sending() -> None:
     """An amount on the step but below the minimum is refused, naming both."""
     markets = {"BTC/USDT:USDT": market_dict("BTC/USDT:USDT", "BTCUSDT", min_amount=0.005)}

@@ -12,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from config.settings import load_settings
+from core.errors import ValidationError
 from core.models import OrderStatus, OrderType, PositionSide, Side
 from exchanges.base import ExchangeAdapter, InvalidOrder, OrderRequest
 from exchanges.ccxt_adapter import CcxtAdapter
@@ -347,6 +348,106 @@ async def test_binance_fetch_conditional_by_client_id() -> None:
     )
 
 
+ACTUAL_ID = "123456"
+
+
+def triggered_stop(**fields: object) -> dict[str, object]:
+    """The regular order a triggered reduce-only sell stop became (``/fapi/v1/order``)."""
+    row = binance_order(orderId=int(ACTUAL_ID), clientOrderId="autoclose-3358", side="SELL",
+                        type="MARKET", origType="MARKET", reduceOnly=True)  # fmt: skip
+    row.update(fields)
+    return row
+
+
+@pytest.mark.parametrize(
+    ("algo_status", "actual", "expected"),
+    [
+        (
+            "TRIGGERED",
+            triggered_stop(
+                status="PARTIALLY_FILLED",
+                executedQty="0.004",
+                cumQuote="195.96",
+                avgPrice="48990.0",
+            ),
+            (OrderStatus.PARTIALLY_FILLED, Decimal("0.004"), Decimal("48990")),
+        ),
+        (
+            "FINISHED",
+            triggered_stop(
+                status="FILLED", executedQty="0.010", cumQuote="489.9", avgPrice="48990.0"
+            ),
+            (OrderStatus.FILLED, Decimal("0.01"), Decimal("48990")),
+        ),
+        (
+            "FINISHED",
+            triggered_stop(status="CANCELED", executedQty="0", cumQuote="0", avgPrice="0.00"),
+            (OrderStatus.CANCELLED, Decimal("0"), None),
+        ),
+    ],
+)
+async def test_binance_triggered_algo_order_reads_its_actual_order(
+    algo_status: str, actual: dict[str, object], expected: tuple[object, ...]
+) -> None:
+    """A TRIGGERED / FINISHED algo stop is completed from the regular order it became
+    (actualOrderId): that order's status, fill and average, the algo order's identity."""
+    adapter, venue = adapter_for("binanceusdm")
+    algo = binance_algo_order(algoStatus=algo_status, actualOrderId=ACTUAL_ID,
+                              actualPrice="48990.0", triggerTime=1700000001000)  # fmt: skip
+    venue.on("GET", "/fapi/v1/algoOrder", algo)
+    venue.on("GET", "/fapi/v1/order", actual)
+    order = await adapter.fetch_order("BTCUSDT", client_order_id=SL_CID, conditional=True)
+    assert signed(venue.to("/fapi/v1/order")[0].query) == {
+        "symbol": "BTCUSDT",
+        "orderId": ACTUAL_ID,
+    }
+    assert (order.status, order.filled, order.average_price) == expected
+    assert (order.exchange_order_id, order.client_order_id, order.type, order.trigger_price) == (
+        "3358",
+        SL_CID,
+        OrderType.STOP_MARKET,
+        Decimal("49000"),
+    )
+
+
+@pytest.mark.parametrize("algo_status", ["TRIGGERED", "FINISHED"])
+async def test_binance_handed_over_algo_order_without_its_actual_order_is_unknown(
+    algo_status: str,
+) -> None:
+    """An algo order that handed over, whose regular order cannot be read (no id, or the
+    venue no longer has it), has an unknown status and fill, never CANCELLED with 0."""
+    adapter, venue = adapter_for("binanceusdm")
+    venue.on("GET", "/fapi/v1/algoOrder", binance_algo_order(algoStatus=algo_status), times=1)
+    venue.on("GET", "/fapi/v1/algoOrder",
+             binance_algo_order(algoStatus=algo_status, actualOrderId=ACTUAL_ID))  # fmt: skip
+    venue.on("GET", "/fapi/v1/order", {"code": -2013, "msg": "Order does not exist."},
+             status=400)  # fmt: skip
+    without_id = await adapter.fetch_order("BTCUSDT", exchange_order_id="3358", conditional=True)
+    purged = await adapter.fetch_order("BTCUSDT", exchange_order_id="3358", conditional=True)
+    actual = [(o.status, o.filled, o.average_price) for o in (without_id, purged)]
+    assert actual == [(None, None, None), (None, None, None)]
+    assert len(venue.to("/fapi/v1/order")) == 1
+
+
+async def test_binance_fills_of_a_triggered_algo_order_come_from_its_actual_order() -> None:
+    """Fills asked for by the algo id are those of the regular order it became."""
+    adapter, venue = adapter_for("binanceusdm")
+    algo = binance_algo_order(algoStatus="FINISHED", actualOrderId=ACTUAL_ID)
+    venue.on("GET", "/fapi/v1/algoOrder", algo)
+    venue.on("GET", "/fapi/v1/order", triggered_stop(avgPrice="48990.0"))
+    trade = {"buyer": False, "commission": "0.269", "commissionAsset": "USDT", "id": 698761,
+             "maker": False, "orderId": int(ACTUAL_ID), "price": "48990.0", "qty": "0.010",
+             "quoteQty": "489.9", "realizedPnl": "-10.1", "side": "SELL",
+             "positionSide": "BOTH", "symbol": "BTCUSDT", "time": 1700000001050}  # fmt: skip
+    venue.on("GET", "/fapi/v1/userTrades", [trade])
+    await adapter.fetch_order("BTCUSDT", exchange_order_id="3358", conditional=True)
+    fills = await adapter.fetch_fills("BTCUSDT", exchange_order_id="3358")
+    assert venue.to("/fapi/v1/userTrades")[0].query["orderId"] == ACTUAL_ID
+    assert [(f.trade_id, f.price, f.amount) for f in fills] == [
+        ("698761", Decimal("48990"), Decimal("0.01"))
+    ]
+
+
 async def test_binance_open_orders_include_conditional_ones() -> None:
     """Open orders are listed from both the regular and the algo endpoints."""
     adapter, venue = adapter_for("binanceusdm")
@@ -446,13 +547,33 @@ async def test_bybit_amend_stop_trigger_in_place() -> None:
 
 
 async def test_binance_conditional_order_is_not_amended() -> None:
-    """Binance algo orders cannot be modified: the adapter refuses before sending."""
+    """A new trigger marks a conditional order: it is fetched from the algo endpoint, and
+    Binance algo orders cannot be modified, so the adapter refuses before sending."""
     adapter, venue = adapter_for("binanceusdm")
-    venue.on("GET", "/fapi/v1/order", binance_order(type="STOP_MARKET", origType="STOP_MARKET",
-                                                    status="NEW", stopPrice="49000"))  # fmt: skip
+    venue.on("GET", "/fapi/v1/algoOrder", binance_algo_order())
     with pytest.raises(InvalidOrder, match="cannot amend a conditional order"):
-        await adapter.edit_order("BTCUSDT", "22542179", trigger_price=Decimal("49500"))
-    assert [s.method for s in venue.sent] == ["GET"]
+        await adapter.edit_order("BTCUSDT", "3358", trigger_price=Decimal("49500"))
+    assert [(s.method, s.path) for s in venue.sent] == [("GET", "/fapi/v1/algoOrder")]
+    assert signed(venue.sent[0].query) == {"symbol": "BTCUSDT", "algoId": "3358"}
+
+
+async def test_binance_amount_edit_of_a_conditional_order_finds_it_among_algo_orders() -> None:
+    """Without a trigger to tell, an id the regular list does not know is looked for among
+    the conditional orders, and the algo order is refused as unamendable."""
+    adapter, venue = adapter_for("binanceusdm")
+    venue.on("GET", "/fapi/v1/order", {"code": -2013, "msg": "Order does not exist."},
+             status=400)  # fmt: skip
+    venue.on("GET", "/fapi/v1/algoOrder", binance_algo_order())
+    with pytest.raises(InvalidOrder, match="cannot amend a conditional order"):
+        await adapter.edit_order("BTCUSDT", "3358", amount=Decimal("0.02"))
+    assert [s.path for s in venue.sent] == ["/fapi/v1/order", "/fapi/v1/algoOrder"]
+
+
+async def test_testnet_on_a_venue_without_one_is_a_settings_error() -> None:
+    """TRADER_TESTNET for a venue ccxt has no sandbox for stops the start with a clear
+    settings error (ccxt itself would fail with a TypeError)."""
+    with pytest.raises(ValidationError, match="kraken has no testnet"):
+        CcxtAdapter("kraken", testnet=True)
 
 
 async def test_binance_fetch_regular_order_by_client_id() -> None:

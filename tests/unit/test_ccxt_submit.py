@@ -17,6 +17,7 @@ from exchanges.base import OrderRequest
 from tests.unit.ccxt_fixtures import (
     adapter_for,
     binance_algo_order,
+    binance_order,
     bybit_list,
     bybit_order_row,
     bybit_position_row,
@@ -183,3 +184,79 @@ async def test_writes_are_not_retried() -> None:
     with pytest.raises(base.ExchangeUnavailable):
         await adapter.cancel_order("BTCUSDT", exchange_order_id="b-1")
     assert len(venue.sent) == 1
+
+
+def bybit_error(code: int, message: str) -> dict[str, object]:
+    """A Bybit v5 error envelope (HTTP 200, non-zero retCode)."""
+    return {"retCode": code, "retMsg": message, "result": {}, "retExtInfo": {},
+            "time": 1700000000000}  # fmt: skip
+
+
+UNCLASSIFIED = [(10016, "Server error"), (10000, "Server Timeout")]  # 10000: unknown to ccxt
+
+
+@pytest.mark.parametrize(("code", "message"), UNCLASSIFIED)
+async def test_unclassified_submit_error_returns_the_order_found_by_client_id(
+    code: int, message: str
+) -> None:
+    """A submit answered with an error ccxt leaves unclassified is looked up by client id;
+    the order the venue accepted is returned, not rejected, and never sent twice."""
+    adapter, venue = adapter_for("bybit")
+    route_ticker(venue, "bybit")
+    venue.on("POST", "/v5/order/create", bybit_error(code, message))
+    venue.on("GET", "/v5/order/realtime", bybit_list(bybit_order_row()))
+    order = await adapter.create_order(entry())
+    assert len(venue.to("/v5/order/create")) == 1
+    assert venue.to("/v5/order/realtime")[0].query["orderLinkId"] == CID
+    assert (order.exchange_order_id, order.client_order_id, order.status) == (
+        "b-1001",
+        CID,
+        OrderStatus.FILLED,
+    )
+
+
+@pytest.mark.parametrize(("code", "message"), UNCLASSIFIED)
+async def test_unclassified_submit_error_not_found_is_a_rejection_with_the_venue_message(
+    code: int, message: str
+) -> None:
+    """Looked up and answered "not found", the unclassified error is a final OrderRejected
+    that keeps the venue's code and message."""
+    adapter, venue = adapter_for("bybit", lookup_attempts=2)
+    route_ticker(venue, "bybit")
+    venue.on("POST", "/v5/order/create", bybit_error(code, message))
+    venue.on("GET", "/v5/order/realtime", bybit_list())
+    venue.on("GET", "/v5/order/history", bybit_list())
+    with pytest.raises(base.OrderRejected) as caught:
+        await adapter.create_order(entry())
+    text = str(caught.value)
+    assert type(caught.value) is base.OrderRejected
+    assert (f'"retCode": {code}' in text, f'"retMsg": "{message}"' in text) == (True, True)
+    assert text.endswith(f"(order {CID} not found by client id after 2 look-ups)")
+    assert len(venue.to("/v5/order/create")) == 1
+    assert len(venue.to("/v5/order/realtime")) == 2
+
+
+async def test_unclassified_submit_error_with_failing_lookup_stays_unknown() -> None:
+    """When the look-ups themselves fail, the outcome is unknown: a transient error the
+    caller resolves later, never a rejection (failure mode 14)."""
+    adapter, venue = adapter_for("bybit", lookup_attempts=2)
+    route_ticker(venue, "bybit")
+    venue.on("POST", "/v5/order/create", bybit_error(10016, "Server error"))
+    venue.on("GET", "/v5/order/realtime", raises=ccxt.ExchangeNotAvailable("bybit 503"))
+    with pytest.raises(base.ExchangeUnavailable, match="outcome unknown") as caught:
+        await adapter.create_order(entry())
+    assert isinstance(caught.value, base.OrderRejected) is False
+    assert len(venue.to("/v5/order/create")) == 1
+
+
+async def test_binance_unclassified_submit_error_returns_the_order_found() -> None:
+    """The same holds on Binance: an error code ccxt does not know is resolved by
+    origClientOrderId before anything is decided."""
+    adapter, venue = adapter_for("binanceusdm")
+    route_ticker(venue, "binanceusdm")
+    venue.on("POST", "/fapi/v1/order", {"code": -1, "msg": "Internal error; unable to process"},
+             status=400)  # fmt: skip
+    venue.on("GET", "/fapi/v1/order", binance_order())
+    order = await adapter.create_order(entry())
+    assert venue.to("/fapi/v1/order")[1].query["origClientOrderId"] == CID
+    assert (order.exchange_order_id, order.status) == ("22542179", OrderStatus.FILLED)

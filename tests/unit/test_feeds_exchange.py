@@ -9,10 +9,14 @@ from decimal import Decimal as D
 from typing import Any
 
 import ccxt
+import ccxt.pro
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from exchanges.feeds import ExchangeFeed, ticker_to_tick
+from config.settings import load_settings
+from exchanges.feeds import ExchangeFeed, build_feed, ticker_to_tick
 from exchanges.paper import PaperExchange
+from tests.unit.ccxt_fixtures import adapter_for, route_ticker
 
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
 T0_MS = 1_709_294_400_000
@@ -26,6 +30,7 @@ class FakeWatcher:
     def __init__(self, script: list[Any]) -> None:
         self.script = script
         self.calls = 0
+        self.closed = 0
 
     async def watch_ticker(self, symbol: str) -> dict[str, Any]:
         self.calls += 1
@@ -36,6 +41,9 @@ class FakeWatcher:
         if isinstance(item, BaseException):
             raise item
         return {"symbol": symbol, **item}
+
+    async def close(self) -> None:
+        self.closed += 1
 
 
 async def first_ticks(feed: ExchangeFeed, n: int) -> list[Any]:
@@ -133,3 +141,100 @@ async def test_close_stops_watchers_and_wakes_the_consumer() -> None:
     except StopAsyncIteration:
         ended = True
     assert ended
+
+
+def exchange_settings(**overrides: Any) -> Any:
+    """Settings for TRADER_FEED=exchange on Bybit, with credentials; a bare symbol."""
+    values: dict[str, Any] = {
+        "exchange": "bybit",
+        "feed": "exchange",
+        "symbols": "BTCUSDT",
+        "api_key": SecretStr("feed-api-key-0001"),
+        "api_secret": SecretStr("feed-api-secret-0001"),
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+class ScriptedWatch:
+    """Replaces a ccxt pro instance's watch_ticker (and records its close): offline."""
+
+    def __init__(self, watcher: Any, script: list[Any]) -> None:
+        self.script = script
+        self.symbols: list[str] = []
+        self.closed = 0
+        self._close = watcher.close
+        watcher.watch_ticker = self.watch_ticker
+        watcher.close = self.close
+
+    async def watch_ticker(self, symbol: str, params: Any = None) -> dict[str, Any]:
+        self.symbols.append(symbol)
+        await asyncio.sleep(0)
+        if not self.script:
+            await asyncio.sleep(3600)
+        item = self.script.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return {"symbol": symbol, **item}
+
+    async def close(self) -> None:
+        self.closed += 1
+        await self._close()
+
+
+async def test_build_feed_watches_a_pro_instance_of_the_same_exchange() -> None:
+    """build_feed gives the exchange feed a ccxt pro instance of the venue, with the same
+    credentials and testnet, and watches it; the adapter is not polled; the pro instance
+    is closed with the feed; a bare id is watched as the perpetual."""
+    adapter, venue = adapter_for("bybit")
+    feed = build_feed(exchange_settings(testnet=True), adapter)
+    assert isinstance(feed, ExchangeFeed)
+    watcher = feed.watcher
+    assert (type(watcher), watcher.apiKey, watcher.isSandboxModeEnabled, feed.can_watch) == (
+        ccxt.pro.bybit,
+        "feed-api-key-0001",
+        True,
+        True,
+    )
+    script = ScriptedWatch(watcher, [{"last": 60000.5, "timestamp": T0_MS}, {"last": 60001.0}])
+    ticks = await first_ticks(feed, 2)
+    assert [(t.symbol, t.price) for t in ticks] == [(BTC, D("60000.5")), (BTC, D("60001.0"))]
+    assert (script.symbols[:2], venue.sent, script.closed) == ([BTC, BTC], [], 1)
+
+
+async def test_build_feed_polls_the_adapter_while_watching_fails() -> None:
+    """A watch that raises falls back to polling the adapter: prices keep coming over
+    REST while the stream is down."""
+    adapter, venue = adapter_for("bybit")
+    route_ticker(venue, "bybit", last="50000.0")
+    feed = build_feed(exchange_settings(), adapter)
+    assert isinstance(feed, ExchangeFeed)
+    feed.poll_interval_s = 0.01
+    feed.backoff_initial_s = 60  # the stream is not tried again within this test
+    script = ScriptedWatch(feed.watcher, [ccxt.NetworkError("bybit ws closed")])
+    ticks = await first_ticks(feed, 2)
+    assert [(t.symbol, t.price) for t in ticks] == [(BTC, D("50000.0")), (BTC, D("50000.0"))]
+    assert (len(script.symbols), len(venue.to("/v5/market/tickers")) >= 2) == (1, True)
+    assert script.closed == 1
+
+
+async def test_failed_stream_is_polled_until_it_is_watched_again() -> None:
+    """After a watch failure the source is polled, and once the back-off has passed the
+    stream is tried again and ticks come from it."""
+    paper = PaperExchange()
+    paper.set_price(BTC, "50000")
+    watcher = FakeWatcher([ccxt.NetworkError("down"), {"last": 60000.0}])
+    feed = ExchangeFeed(paper, [BTC], watcher=watcher, poll_interval_s=0.01,
+                        backoff_initial_s=0.05)  # fmt: skip
+    prices = []
+    async with feed:
+        async for tick in feed:
+            prices.append(tick.price)
+            if tick.price == D(60000):
+                break
+    assert (prices[0], prices[-1], set(prices[:-1]), watcher.closed) == (
+        D(50000),
+        D(60000),
+        {D(50000)},
+        1,
+    )

@@ -44,8 +44,9 @@ def venue_with(faults: dict[str, object], seed: int = 7, **kw: object) -> PaperE
     return v
 
 
-async def stop_outcomes(seed: int) -> list[bool]:
-    """Place 12 stops under reject_stop=0.5; True where the venue accepted one."""
+async def stop_outcomes(seed: int) -> tuple[list[bool], list[str]]:
+    """Place 12 stops under reject_stop=0.5: True where the venue accepted one, and the
+    client ids of the orders then open."""
     venue = venue_with({"reject_stop": "0.5"}, seed=seed)
     await venue.create_order(req("e", "buy", "MARKET", "0.01"))
     outcomes = []
@@ -57,15 +58,18 @@ async def stop_outcomes(seed: int) -> list[bool]:
             outcomes.append(True)
         except OrderRejected:
             outcomes.append(False)
-    return outcomes
+    open_ids = [str(o.client_order_id) for o in await venue.fetch_open_orders()]
+    return outcomes, open_ids
 
 
 async def test_reject_stop_is_seeded_and_leaves_no_order() -> None:
-    """reject_stop=0.5 refuses some stops, the same ones for the same seed, others not."""
-    first, again, other = await stop_outcomes(1), await stop_outcomes(1), await stop_outcomes(2)
+    """reject_stop=0.5 refuses some stops, the same ones for the same seed, others not;
+    a refused stop leaves no order on the venue."""
+    (first, first_open), (again, _), (other, _) = [await stop_outcomes(s) for s in (1, 1, 2)]
     assert first == again
     assert first != other
     assert True in first and False in first
+    assert first_open == [f"s{i}" for i, accepted in enumerate(first) if accepted]
 
 
 async def test_reject_stop_certain_spares_entries() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,7 @@ from exchanges.base import (
 from exchanges.paper import PaperExchange
 
 BTC = "BTC/USDT:USDT"
+KPEPE = "KPEPE/USDT:USDT"
 TAKER = D("0.00055")
 MAKER = D("0.0002")
 
@@ -277,3 +280,23 @@ async def test_fetch_price_returns_last_tick(venue: PaperExchange) -> None:
     venue.set_price("BTCUSDT", "50100.5")
     tick = await venue.fetch_price("BTCUSDT")
     assert (tick.symbol, tick.price) == (BTC, D("50100.5"))
+
+
+async def test_resting_order_margin_counts_the_contract_size(tmp_path: Path) -> None:
+    """On a JSON-defined market of 1000-unit contracts, a resting limit holds notional x
+    contract size / leverage of margin, and that margin limits the next order."""
+    path = tmp_path / "markets.json"
+    kpepe = {"tick_size": "0.000001", "amount_step": "1", "min_amount": "1", "min_cost": "5",
+             "contract_size": "1000"}  # fmt: skip
+    path.write_text(json.dumps({KPEPE: kpepe}))
+    venue = PaperExchange(balance=D(10000), leverage=D(10), markets_file=path)
+    venue.set_price(KPEPE, "0.012")
+    await venue.create_order(
+        OrderRequest("l1", KPEPE, Side.BUY, OrderType.LIMIT, D(1000), price=D("0.01"))
+    )
+    balance = await venue.fetch_balance()
+    assert (balance.used, balance.free) == (D(1000), D(9000))  # 1000 x 0.01 x 1000 / 10
+    with pytest.raises(InsufficientFunds, match="free balance is 9000"):
+        await venue.create_order(
+            OrderRequest("l2", KPEPE, Side.BUY, OrderType.LIMIT, D(9500), price=D("0.01"))
+        )

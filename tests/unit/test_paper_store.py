@@ -4,6 +4,7 @@ the directory lock."""
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -117,3 +118,39 @@ async def test_closed_venue_refuses_calls_and_closes_twice(tmp_path: Path) -> No
     with pytest.raises(ExchangeUnavailable, match="closed"):
         await venue.fetch_open_orders()
     assert (tmp_path / SNAPSHOT).exists()
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+async def test_last_prices_survive_a_crash_when_only_prices_moved(tmp_path: Path) -> None:
+    """Prices alone are saved every few seconds and with the next other write, so a crash
+    image reopens with a recent last price instead of none."""
+    clock = Clock()
+    live = tmp_path / "live"
+    venue = PaperExchange(live, now=clock)
+    for seconds, price in ((0, "50000"), (1, "50100"), (5, "50200"), (1, "50300")):
+        clock.advance(seconds)
+        venue.set_price(BTC, price)
+    shutil.copytree(live, tmp_path / "prices-only")
+    await venue.create_order(req("e", "buy", "MARKET", "0.01"))
+    clock.advance(1)
+    venue.set_price(BTC, "50400")
+    shutil.copytree(live, tmp_path / "after-order")
+    await venue.aclose()
+    recovered = []
+    for image in ("prices-only", "after-order"):
+        async with PaperExchange(tmp_path / image, now=clock) as reopened:
+            recovered.append(reopened.last_prices())
+    # 50200 was due (6 s after the first save); 50300 rode along with the order's write.
+    assert recovered == [{BTC: D("50200")}, {BTC: D("50300")}]

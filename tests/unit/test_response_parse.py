@@ -13,6 +13,8 @@ from core.models import Fill, OrderStatus, OrderType, PositionSide, Side
 from exchanges.base import ExchangeOrder, ExchangePosition
 from exchanges.response import (
     execution_price,
+    handover_order_id,
+    merge_handover,
     parse_fill,
     parse_order,
     parse_position,
@@ -116,6 +118,74 @@ def test_ccxt_unified_status_refined_by_quantities(
 ) -> None:
     """'closed' is FILLED only when all filled; unknown or missing status stays None."""
     assert parse_order(unified(status=status, filled=filled)).status is expected
+
+
+def algo(status: str, actual_id: str = "123456") -> dict[str, Any]:
+    """A Binance algo stop as ccxt unifies it: always "closed"-ish, filled 0."""
+    info = {"algoId": 3358, "clientAlgoId": "td-main-p1-sl-1", "algoStatus": status,
+            "orderType": "STOP_MARKET", "actualOrderId": actual_id,
+            "actualPrice": "48990.0"}  # fmt: skip
+    return unified(info=info, id="3358", clientOrderId="td-main-p1-sl-1", status="closed",
+                   filled=0.0, remaining=0.01, average=None, triggerPrice=49000.0)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("NEW", (OrderStatus.NEW, Decimal(0), None)),
+        ("TRIGGERING", (OrderStatus.NEW, Decimal(0), None)),
+        ("TRIGGERED", (None, None, "123456")),
+        ("FINISHED", (None, None, "123456")),
+        ("CANCELED", (OrderStatus.CANCELLED, Decimal(0), None)),
+    ],
+)
+def test_binance_algo_order_handed_over_knows_neither_status_nor_fill(
+    status: str, expected: tuple[object, ...]
+) -> None:
+    """An algo order that triggered into a regular order (TRIGGERED / FINISHED) has no
+    status or fill of its own: unknown, and the regular order's id is named."""
+    raw = algo(status)
+    order = parse_order(raw)
+    assert (order.status, order.filled, handover_order_id(raw)) == expected
+
+
+def test_handed_over_algo_order_with_empty_actual_id_names_none() -> None:
+    """An empty or zero actualOrderId is no id."""
+    assert [handover_order_id(algo("FINISHED", i)) for i in ("", "0")] == [None, None]
+
+
+def test_merge_handover_keeps_the_algo_identity_and_takes_the_outcome() -> None:
+    """The merged order is the algo order (ids, type, trigger) with the regular order's
+    status, fill, average and fee."""
+    actual = parse_order(
+        unified(
+            id="123456",
+            clientOrderId="autoclose-3358",
+            side="sell",
+            average=48990.0,
+            fee={"cost": 0.27, "currency": "USDT"},
+        )
+    )
+    merged = merge_handover(parse_order(algo("FINISHED")), actual)
+    assert (
+        merged.exchange_order_id,
+        merged.client_order_id,
+        merged.type,
+        merged.trigger_price,
+        merged.status,
+        merged.filled,
+        merged.average_price,
+        merged.fee,
+    ) == (
+        "3358",
+        "td-main-p1-sl-1",
+        OrderType.STOP_MARKET,
+        Decimal("49000.0"),
+        OrderStatus.FILLED,
+        Decimal("0.01"),
+        Decimal("48990.0"),
+        Decimal("0.27"),
+    )
 
 
 def test_closed_without_known_fill_is_unknown() -> None:
