@@ -89,6 +89,19 @@ class PositionSide(StrEnum):
         return cls(text)
 
 
+class PriceSource(StrEnum):
+    """Which price an emulated order's trigger watches (DESIGN.md section 3).
+
+    ``last`` (the default) is the last trade; ``mark`` the venue's mark price, which a
+    single off-market trade cannot move; ``quote`` the side of the book the order would
+    trade against: the ask for a buy, the bid for a sell.
+    """
+
+    LAST = "last"
+    MARK = "mark"
+    QUOTE = "quote"
+
+
 class OrderType(StrEnum):
     """Order types. Values are upper case, as stored in ``monitoring.orders.type``."""
 
@@ -238,6 +251,7 @@ class Order:
     expires_at: datetime | None = None
     position_id: int | None = None
     exchange_order_id: str | None = None
+    price_source: PriceSource = PriceSource.LAST
     status: OrderStatus = OrderStatus.PENDING
     fills: tuple[Fill, ...] = ()
     error_message: str | None = None

@@ -20,7 +20,7 @@ from core.errors import ValidationError
 from core.execution import Executor, Update, refused, request_for
 from core.ids import client_order_id, request_owner
 from core.journal import Journal
-from core.models import Order, OrderPurpose, OrderStatus, OrderType, Side, Tick
+from core.models import Order, OrderPurpose, OrderStatus, OrderType, PriceSource, Side, Tick
 from core.money import utcnow
 from core.order_requests import OrderSpec, check_order
 from core.position_book import PositionBook
@@ -113,7 +113,12 @@ class OrderManager:
             return await self._send_native(order)
         # A trailing stop without an activation price trails from now: the current price
         # is its first extreme, so a fall right after placing it already counts.
-        trails_now = spec.type is OrderType.TRAILING_STOP and spec.activation_price is None
+        # (On the last trade only: the mark or quote it watches may not be known yet.)
+        trails_now = (
+            spec.type is OrderType.TRAILING_STOP
+            and spec.activation_price is None
+            and spec.price_source is PriceSource.LAST
+        )
         start = price if trails_now else None
         self._triggers.arm(order, initial_price=start)
         self._remember(order)
@@ -144,6 +149,7 @@ class OrderManager:
             emulated=not spec.native,
             expires_at=spec.expires_at,
             position_id=spec.position_id,
+            price_source=spec.price_source,
         )
 
     async def _position_side(self, symbol: str) -> Side | None:
@@ -202,7 +208,9 @@ class OrderManager:
     def on_tick(self, tick: Tick) -> list[Order]:
         """Evaluate the book; record expiries; return the orders that fired (TRIGGERED),
         for the caller to execute as tasks. Never awaits."""
-        result = self._triggers.on_tick(tick.symbol, tick.price, tick.ts)
+        result = self._triggers.on_tick(
+            tick.symbol, tick.price, tick.ts, bid=tick.bid, ask=tick.ask, mark=tick.mark
+        )
         if not result.fired and not result.expired:
             return []
         for cid in result.expired:

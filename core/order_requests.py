@@ -15,7 +15,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from core.errors import ValidationError
-from core.models import Market, OrderType, Side
+from core.models import Market, OrderType, PriceSource, Side
 from core.money import (
     HUNDRED,
     floor_to_step,
@@ -47,6 +47,7 @@ class OrderSpec:
     native: bool = False
     position_id: int | None = None
     request_id: int | None = None
+    price_source: PriceSource = PriceSource.LAST
 
 
 def parse_duration(text: str, field: str = "expires_in") -> timedelta:
@@ -118,6 +119,11 @@ def parse_order_request(payload: Mapping[str, Any], now: datetime | None = None)
     native = _bool(payload, "native")
     if native and kind not in NATIVE_TYPES:
         raise ValidationError("native", f"{kind.value.lower()} orders are emulated only")
+    source = _price_source(payload.get("price_source"))
+    if native and source is not PriceSource.LAST:
+        raise ValidationError(
+            "price_source", "applies to emulated orders; a native order uses the venue's"
+        )
     position_id = payload.get("position_id")
     if position_id is not None and (
         isinstance(position_id, bool)
@@ -139,7 +145,18 @@ def parse_order_request(payload: Mapping[str, Any], now: datetime | None = None)
         reduce_only=_bool(payload, "reduce_only"),
         native=native,
         position_id=position_id,
+        price_source=source,
     )
+
+
+def _price_source(value: Any) -> PriceSource:
+    if value is None:
+        return PriceSource.LAST
+    try:
+        return PriceSource(str(value).strip().lower())
+    except ValueError:
+        choices = ", ".join(s.value for s in PriceSource)
+        raise ValidationError("price_source", f"must be one of {choices}", value) from None
 
 
 def _expiry(payload: Mapping[str, Any], now: datetime) -> datetime | None:

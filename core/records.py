@@ -82,6 +82,7 @@ def order_record(order: Order) -> AuditRecord:
             "activation_price": order.activation_price,
             "reduce_only": order.reduce_only,
             "emulated": order.emulated,
+            "price_source": order.price_source.value,
             "status": order.status.value,
             "filled": order.filled,
             "remaining": order.remaining,

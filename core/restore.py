@@ -20,6 +20,7 @@ from core.models import (
     Position,
     PositionSide,
     PositionStatus,
+    PriceSource,
     Side,
 )
 from core.money import ZERO, utcnow
@@ -75,6 +76,7 @@ def order_from_row(row: Mapping[str, Any]) -> Order:
         expires_at=row.get("expires_at"),
         position_id=row.get("position_id"),
         exchange_order_id=row.get("order_id"),
+        price_source=PriceSource(row.get("price_source") or PriceSource.LAST),
         status=OrderStatus(row["status"]),
         error_message=row.get("error_message"),
         created_at=row.get("created_at") or utcnow(),

@@ -82,6 +82,7 @@ class Armed:
         "level",
         "param",
         "seq",
+        "stream",
         "symbol",
         "tset",
     )
@@ -99,6 +100,7 @@ class Armed:
         self.seq = seq
         self.created_at = created_at
         self.expires_at = expires_at
+        self.stream = symbol  # the key of the book holding it (see TriggerBook._stream)
         self.alive = True
         # Unused numeric fields stay 0 so the hot paths need no None checks.
         self.level = _ZERO
@@ -118,6 +120,7 @@ class Armed:
         copy.amount = self.amount
         copy.activation_key = self.activation_key
         copy.tset = self.tset
+        copy.stream = self.stream
         return copy
 
 

@@ -28,6 +28,11 @@ Exact rules (the reference evaluator in tests/trigger_reference.py follows the s
 - Within one tick, fired orders are sorted by (trigger price, ``created_at``, client
   order id) and expired ones by (``expires_at``, ``created_at``, client order id).
 - A fired, expired or removed order leaves the book; symbols never touch each other.
+- ``p`` is the price the order watches (:class:`~core.models.PriceSource`): the last
+  trade by default, else the tick's mark, or its ask for a buy and bid for a sell. A tick
+  without that price (a feed that only knows trades) uses the last trade for it. Orders
+  watching different prices live in separate books; a tick evaluates each book of its
+  symbol with that book's price, and what fires is ordered as one list.
 
 Cost per tick does not grow with the orders that do not fire: per symbol, the simple
 triggers fold into two heaps ("fires when p ≥ X" and "fires when p ≤ X", the latter
@@ -41,12 +46,12 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 from core.errors import ValidationError
-from core.models import Order, OrderType, Side
+from core.models import Order, OrderType, PriceSource, Side
 from core.money import HUNDRED, ONE, ZERO, require_aware
 from core.trailing import Armed, ArmedItem, DeadCount, TrailingSet
 
@@ -70,6 +75,8 @@ class Fired:
     fire_price: Decimal  # the tick price that fired it
     trigger_price: Decimal  # the level crossed (a trailing order's stop at that moment)
     ts: datetime
+    # The order's creation time: the tie-break when orders of several books fire together.
+    created_at: datetime | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,23 @@ class TrailingState:
 
 
 _NOTHING = TickResult()
+# Separates a symbol from the price it is watched by in a book key. Orders on the last
+# trade (nearly all) are keyed by the bare symbol, so the common tick needs no other key.
+_SEP = "\x1f"
+
+
+def _stream(order: Order) -> str:
+    """The key of the book an order lives in: its symbol and the price it watches."""
+    source = order.price_source
+    if source is PriceSource.LAST:
+        return order.symbol
+    if source is PriceSource.MARK:
+        return f"{order.symbol}{_SEP}mark"
+    return f"{order.symbol}{_SEP}{'ask' if order.side == Side.BUY else 'bid'}"
+
+
+def _usable(value: Decimal | None) -> bool:
+    return value is not None and value.is_finite() and value > ZERO
 
 
 class _SymbolBook:
@@ -133,6 +157,8 @@ class TriggerBook:
     def __init__(self, *, compact_min: int = 1024) -> None:
         self._entries: dict[str, Armed] = {}
         self._books: dict[str, _SymbolBook] = {}
+        # Per symbol, the keys of its books on other prices than the last trade.
+        self._streams: dict[str, list[str]] = {}
         self._dead = DeadCount()
         self._seq = 0
         self._compact_min = compact_min
@@ -169,10 +195,11 @@ class TriggerBook:
             raise ValidationError("initial_price", "is only for trailing stops", initial_price)
         self._seq += 1
         entry = Armed(cid, order.symbol, self._seq, created_at, expires_at)
+        entry.stream = _stream(order)
         # Validate everything first (the _prepare_* raise); only then touch the structures.
         if order.type == OrderType.TRAILING_STOP:
             extreme = self._prepare_trailing(entry, order, sell, initial_price)
-            book = self._book(order.symbol)
+            book = self._book(entry.stream)
             percent = order.trail_percent is not None
             tset = book.trailing_set(sell, percent, self._dead, self._compact_min)
             entry.tset = tset
@@ -183,19 +210,21 @@ class TriggerBook:
             else:
                 tset.add_pending(entry)
         elif self._prepare_level(entry, order, sell):
-            book = self._book(order.symbol)
+            book = self._book(entry.stream)
             heapq.heappush(book.above, (entry.level, entry.seq, entry))
         else:
-            book = self._book(order.symbol)
+            book = self._book(entry.stream)
             heapq.heappush(book.below, (entry.level.copy_negate(), entry.seq, entry))
         if expires_at is not None:
             heapq.heappush(book.expiry, (expires_at, entry.seq, entry))
         self._entries[cid] = entry
 
-    def _book(self, symbol: str) -> _SymbolBook:
-        book = self._books.get(symbol)
+    def _book(self, key: str) -> _SymbolBook:
+        book = self._books.get(key)
         if book is None:
-            book = self._books[symbol] = _SymbolBook()
+            book = self._books[key] = _SymbolBook()
+            if _SEP in key:
+                self._streams.setdefault(key.split(_SEP, 1)[0], []).append(key)
         return book
 
     def remove(self, client_order_id: str) -> bool:
@@ -209,9 +238,32 @@ class TriggerBook:
         return True
 
     # -- the tick ----------------------------------------------------------------------
-    def on_tick(self, symbol: str, price: Decimal, ts: datetime) -> TickResult:
-        """Apply one price tick of ``symbol``; return what fired and what expired."""
-        book = self._books.get(symbol)
+    def on_tick(
+        self,
+        symbol: str,
+        price: Decimal,
+        ts: datetime,
+        *,
+        bid: Decimal | None = None,
+        ask: Decimal | None = None,
+        mark: Decimal | None = None,
+    ) -> TickResult:
+        """Apply one tick of ``symbol`` (last trade ``price``, and the quote and mark
+        when the feed knows them); return what fired and what expired."""
+        others = self._streams.get(symbol)
+        if others is None:
+            return self._evaluate(symbol, symbol, price, ts)
+        parts = [self._evaluate(symbol, symbol, price, ts)]
+        quotes = {"mark": mark, "bid": bid, "ask": ask}
+        for key in others:
+            own = quotes[key.split(_SEP, 1)[1]]
+            watched = own if own is not None and _usable(own) else price
+            parts.append(self._evaluate(key, symbol, watched, ts))
+        return _merge(parts)
+
+    def _evaluate(self, key: str, symbol: str, price: Decimal, ts: datetime) -> TickResult:
+        """One book's reaction to ``price``."""
+        book = self._books.get(key)
         if book is None:
             return _NOTHING
         if ts.tzinfo is None:
@@ -272,7 +324,7 @@ class TriggerBook:
         expired.sort(key=lambda e: (e.expires_at, e.created_at, e.cid))
         self._maybe_compact()
         return TickResult(
-            fired=tuple(Fired(e.cid, symbol, price, level, ts) for level, e in fired),
+            fired=tuple(Fired(e.cid, symbol, price, level, ts, e.created_at) for level, e in fired),
             expired=tuple(e.cid for e in expired),
         )
 
@@ -318,7 +370,7 @@ class TriggerBook:
         self._entries[fresh.cid] = fresh
         if fresh.expires_at is not None:
             self._dead.dead += 1
-            heapq.heappush(self._books[fresh.symbol].expiry, (fresh.expires_at, fresh.seq, fresh))
+            heapq.heappush(self._books[fresh.stream].expiry, (fresh.expires_at, fresh.seq, fresh))
         if state.activated and state.extreme is not None:
             tset.add_active(fresh, state.extreme)
         elif fresh.activation_key is not None:
@@ -379,8 +431,8 @@ class TriggerBook:
 
     def _compact(self) -> None:
         """Drop every dead entry from every structure: O(n), after ≥ n removals."""
-        for symbol in list(self._books):
-            book = self._books[symbol]
+        for key in list(self._books):
+            book = self._books[key]
             for heap in (book.above, book.below):
                 heap[:] = [item for item in heap if item[2].alive]
                 heapq.heapify(heap)
@@ -389,12 +441,29 @@ class TriggerBook:
             for tset in book.sets.values():
                 tset.compact()
             if not (book.above or book.below or book.expiry or any(book.sets.values())):
-                del self._books[symbol]
+                del self._books[key]
+                if _SEP in key:
+                    symbol = key.split(_SEP, 1)[0]
+                    self._streams[symbol].remove(key)
+                    if not self._streams[symbol]:
+                        del self._streams[symbol]
         self._dead.dead = 0
 
     def _stored_entries(self) -> int:
         """References held by all structures, live or dead (a memory measure for tests)."""
         return sum(book.stored() for book in self._books.values())
+
+
+def _merge(parts: list[TickResult]) -> TickResult:
+    """The results of one symbol's books as one, in the same deterministic order."""
+    parts = [p for p in parts if p is not _NOTHING]
+    if len(parts) < 2:
+        return parts[0] if parts else _NOTHING
+    fired = sorted(
+        (f for p in parts for f in p.fired),
+        key=lambda f: (f.trigger_price, f.created_at, f.client_order_id),
+    )
+    return TickResult(fired=tuple(fired), expired=tuple(c for p in parts for c in p.expired))
 
 
 def _pop_levels(

@@ -134,9 +134,9 @@ TABLES: Mapping[RecordKind, TableSpec] = {
             RecordKind.ORDER,
             """client_order_id position_id account exchange symbol order_id type side purpose
             size price trigger_price limit_price trail_percent trail_amount activation_price
-            reduce_only emulated status filled remaining average_price fee fee_currency
-            error_message expires_at created_at updated_at triggered_at filled_at
-            cancelled_at version""",
+            reduce_only emulated price_source status filled remaining average_price fee
+            fee_currency error_message expires_at created_at updated_at triggered_at
+            filled_at cancelled_at version""",
             ("client_order_id",),
             versioned=True,
         ),

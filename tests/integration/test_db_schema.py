@@ -19,6 +19,7 @@ from core.models import (
     Position,
     PositionSide,
     PositionStatus,
+    PriceSource,
     Side,
 )
 from core.records import (
@@ -276,3 +277,22 @@ async def test_exposure_and_daily_pnl_views_answer(pool: asyncpg.Pool) -> None:
         (Decimal(9), Decimal(9)),
         (Decimal(-11), Decimal(-2)),
     ]
+
+
+async def test_an_orders_price_source_is_stored_and_checked(pool: asyncpg.Pool) -> None:
+    """monitoring.orders keeps the price an emulated order watches, and refuses a value
+    outside last / mark / quote."""
+    repo = Repository(pool)
+    await repo.write(position_record(position(1)).kind, position_record(position(1)).row)
+    rec = order_record(order("td-main-p1-mo-1", price_source=PriceSource.MARK, emulated=True))
+    await repo.write(rec.kind, rec.row)
+    stored = await pool.fetchval(
+        "SELECT price_source FROM monitoring.orders WHERE client_order_id = $1",
+        "td-main-p1-mo-1",
+    )
+    assert "mark" == stored
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pool.execute(
+            "UPDATE monitoring.orders SET price_source = 'index' WHERE client_order_id = $1",
+            "td-main-p1-mo-1",
+        )
