@@ -7,12 +7,15 @@ cli/service.py; ``check`` to cli/check.py; the requests ``signal``, ``order plac
 
 Exit codes: 0 success, 1 failure (a bad setting, a refused start, a rejected request,
 an unreachable database), 2 bad arguments (one line naming the argument) or no outcome in
-time. Arguments are checked before settings are loaded, so a typo costs nothing else.
+time. Arguments are checked before settings are loaded, so a typo costs nothing else;
+then a request's ``--symbol`` is checked against the settings (``TRADER_SYMBOLS``, the
+paper venue's markets), still before the database is touched.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +29,18 @@ ORDER_TYPES = ("limit", "stop_market", "stop_limit", "take_profit_market", "trai
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but an input error is one line naming the argument, and exit 2."""
+    """argparse, but an input error is one line naming the argument, and exit 2.
+
+    A value that starts with a minus and a digit (``--stop-loss -2%``, ``--amount -1e3``)
+    is a value, never an option: it reaches our checks, which say what is wrong with it,
+    instead of argparse's "expected one argument". (argparse only recognises plain
+    negative numbers; Python 3.13 widened it the same way.) No option of ours looks like
+    ``-<digit>``, so nothing is shadowed.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: {message}", file=sys.stderr)
@@ -149,6 +163,11 @@ def _request(args: argparse.Namespace) -> int:
     except InputError as exc:
         args.parser.error(str(exc))  # reported under the sub-command's name, like argparse
     settings = _settings()
+    if isinstance(symbol := fields.get("symbol"), str):
+        try:
+            requests.check_symbol(symbol, settings)
+        except InputError as exc:
+            args.parser.error(str(exc))
     account = settings.account
     if kind == "signal":
         return run_with_pool(

@@ -12,6 +12,7 @@ checks everything again.
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -22,6 +23,10 @@ MAX_VALUE = Decimal("1e18")
 MIN_EXPONENT = -18
 MAX_SYMBOL_LENGTH = 64
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._]*"
+_UNIFIED = re.compile(rf"{_NAME}/{_NAME}:{_NAME}(-[A-Za-z0-9._]+)?")
+_SPOT = re.compile(rf"{_NAME}/{_NAME}")
+_BARE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class InputError(ValueError):
@@ -123,10 +128,24 @@ def positive_int(text: str) -> int:
 
 
 def symbol(text: str) -> str:
-    """A market symbol (``BTC/USDT:USDT`` or ``BTCUSDT``): non-empty, printable, short."""
+    """A market symbol shaped like one: unified ``BASE/QUOTE:SETTLE`` (``BTC/USDT:USDT``,
+    a dated contract ``BTC/USDT:USDT-250627``) or a bare exchange id (``BTCUSDT``).
+
+    ``BTC/USDT`` is refused with a hint: that is the spot market, and the daemon trades
+    contracts (DESIGN.md failure mode 13). Whether the market exists is checked once the
+    settings are loaded (:func:`cli.requests.check_symbol`).
+    """
     raw = text.strip()
     if not raw or len(raw) > MAX_SYMBOL_LENGTH or not raw.isprintable() or " " in raw:
         raise argparse.ArgumentTypeError(f"must be a market symbol, got {text!r}")
+    if _SPOT.fullmatch(raw):
+        base, quote = raw.split("/")
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is a spot symbol; the daemon trades contracts: did you mean "
+            f"{base}/{quote}:{quote}?"
+        )
+    if not (_UNIFIED.fullmatch(raw) or _BARE_ID.fullmatch(raw)):
+        raise argparse.ArgumentTypeError(f"must look like BTC/USDT:USDT or BTCUSDT, got {text!r}")
     return raw
 
 

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
+from core.errors import TraderError
+
 Sample = tuple[str, str, dict[str, str], float]  # name, help, labels, value
+
+
+class MetricsUnavailable(TraderError):
+    """The metrics port cannot be bound (in use, not allowed). Final: fix the setting."""
 
 
 def percentile(values: Iterable[float], pct: float) -> float:
@@ -72,7 +79,15 @@ async def serve_metrics(port: int, collect: Callable[[], Iterable[Sample]]) -> A
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    try:
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            reason = "address already in use (another daemon, or another program, has it)"
+        raise MetricsUnavailable(
+            f"TRADER_METRICS_PORT={port}: cannot listen on 127.0.0.1:{port}: {reason}"
+        ) from None
     try:
         yield
     finally:

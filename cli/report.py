@@ -3,8 +3,9 @@
 The figures are those of the ``monitoring.performance`` and ``monitoring.daily_pnl``
 views (database/reports.py computes them over a window): trades (finished positions),
 win rate, profit factor, average win / loss, total realised P&L, fees, max drawdown of
-the realised equity curve, and realised P&L per UTC day. ``--plot`` draws that equity
-curve to a PNG (cli/plot.py).
+the realised equity curve, and per UTC day the fills (executions: entries and exits),
+the exits among them and their realised P&L. ``--plot`` draws that equity curve to a
+PNG (cli/plot.py).
 """
 
 from __future__ import annotations
@@ -51,7 +52,11 @@ def build_report(
     report: dict[str, Any] = {"account": account, "since": since, "until": until}
     report.update({k: summary.get(k) for k in SUMMARY_KEYS})
     report["fees"] = report.pop("total_fees")
-    report["daily"] = days
+    # A day counts executions (an entry and its exit are two), so it says "fills": the
+    # word "trades" is taken by the finished positions of the headline.
+    report["daily"] = [
+        {("fills" if k == "trades" else k): v for k, v in day.items()} for day in days
+    ]
     return report
 
 
@@ -91,11 +96,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"max drawdown    {plain_number(report['max_drawdown'])}",
     ]
     if report["daily"]:
-        headers = ("DAY", "TRADES", "EXITS", "P&L", "FEES", "CUMULATIVE")
+        headers = ("DAY", "FILLS", "EXITS", "P&L", "FEES", "CUMULATIVE")
         rows = [
             (
                 d["day"].isoformat(),
-                str(d["trades"]),
+                str(d["fills"]),
                 str(d["exits"]),
                 plain_number(d["realized_pnl"]),
                 plain_number(d["fees"]),

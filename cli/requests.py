@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -26,10 +26,13 @@ import asyncpg
 
 from cli.arguments import InputError, PriceOrPercent
 from cli.connect import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from config.settings import Settings
 from core.errors import ValidationError
 from core.order_requests import parse_order_request
 from core.signals import parse_signal
 from database.repository import FINAL_INTAKE_STATUSES, Repository
+from exchanges.base import InvalidOrder
+from exchanges.paper_markets import BUILTIN_MARKETS, MarketTable, load_markets_file
 
 POLL_INTERVAL_S = 0.1
 POSITION_GRACE_S = 1.0  # the position row reaches the database through the audit writer
@@ -82,6 +85,61 @@ def _checked(
 def _level(row: dict[str, Any], name: str, value: PriceOrPercent | None) -> None:
     if value is not None:
         row[f"{name}_percent" if value.is_percent else f"{name}_price"] = value.value
+
+
+def _compact(name: str) -> str:
+    """``BTC/USDT:USDT`` -> ``BTCUSDT``: the bare id venues give a linear contract."""
+    return name.split(":")[0].replace("/", "").upper()
+
+
+def _among(symbol: str, known: Sequence[str]) -> bool:
+    """Whether ``symbol`` names one of ``known`` (each unified or a bare id), any case."""
+    wanted = symbol.strip().upper()
+    for name in known:
+        unified = "/" in name
+        if name.upper() == wanted:
+            return True
+        if unified and "/" not in wanted and _compact(name) == wanted:
+            return True
+        if not unified and "/" in wanted and name.upper() == _compact(wanted):
+            return True
+    return False
+
+
+def _paper_markets(settings: Settings) -> MarketTable | None:
+    """The paper venue's market table, read from disk (None when its file is broken: the
+    daemon reports that itself at start)."""
+    markets = BUILTIN_MARKETS
+    if settings.paper_markets_file is not None:
+        try:
+            markets = load_markets_file(settings.paper_markets_file)
+        except ValidationError:
+            return None
+    return MarketTable(markets)
+
+
+def check_symbol(symbol: str, settings: Settings) -> None:
+    """Refuse a ``--symbol`` this deployment cannot trade, from local knowledge only (the
+    CLI never calls the exchange): one of ``TRADER_SYMBOLS`` (the markets the feed
+    prices, so stops and triggers can work) and, on the paper venue, one of its markets.
+    Raise :class:`InputError`; the daemon checks again against the venue."""
+    known = settings.symbols
+    table = _paper_markets(settings) if settings.is_paper else None
+    if table is not None:
+        try:
+            market = table.resolve(symbol)
+        except InvalidOrder:
+            listed = ", ".join(sorted(table.markets))
+            raise InputError(
+                "--symbol", f"{symbol!r} is not a market of the paper venue (it lists {listed})"
+            ) from None
+        symbol = market.symbol
+    if not _among(symbol, known):
+        raise InputError(
+            "--symbol",
+            f"{symbol!r} is not among the symbols this daemon trades "
+            f"(TRADER_SYMBOLS={','.join(known)})",
+        )
 
 
 def signal_row(args: argparse.Namespace) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -30,15 +31,17 @@ from config.logging import configure_logging, register_secrets
 from config.settings import Settings
 from core.atomic_position_manager import ApmConfig, AtomicPositionManager
 from core.daemon import Daemon, DaemonConfig
-from core.errors import TraderError
+from core.errors import TraderError, ValidationError
 from core.execution import Executor
 from core.intake import IntakeHandler
 from core.journal import Journal
+from core.money import utcnow
 from core.order_manager import OrderManager
 from core.position_book import PositionBook
 from core.position_lifecycle import PositionLifecycle
 from core.prices import PriceBoard
 from core.reconciler import Reconciler
+from core.records import Severity
 from core.tick_loop import TaskSet, TickLoop
 from core.triggers import TrailingState, TriggerBook
 from exchanges.base import ExchangeAdapter
@@ -46,9 +49,30 @@ from exchanges.base import ExchangeAdapter
 log = structlog.get_logger("service")
 
 
+class LibraryLogBridge(logging.Handler):
+    """Log records of libraries (asyncpg, asyncio, ccxt) as our own events: one line each,
+    secrets masked, a traceback as a field. Without it the logging module prints them to
+    stderr as multi-line text that no redaction ever sees (asyncpg does, with a traceback,
+    every time the pool cannot reconnect during a database outage)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            method = getattr(_library_log, record.levelname.lower(), _library_log.warning)
+            extra: dict[str, Any] = {"exc_info": record.exc_info} if record.exc_info else {}
+            method("library_log", source=record.name, message=record.getMessage(), **extra)
+        except Exception:
+            self.handleError(record)
+
+
+_library_log = structlog.get_logger("library")
+
+
 def setup(settings: Settings) -> None:
     """Logging and secret redaction, before anything can log."""
     configure_logging(settings.log_format, settings.log_level)
+    root = logging.getLogger()
+    if not any(isinstance(h, LibraryLogBridge) for h in root.handlers):
+        root.addHandler(LibraryLogBridge(logging.WARNING))
     register_secrets(
         s.get_secret_value()
         for s in (
@@ -90,14 +114,31 @@ def run_command(settings: Settings) -> int:
 
 
 def _guarded(coro: Any) -> int:
-    """Known failures end as one line and exit 1; secrets are redacted by the logger."""
+    """Every failure that reaches the top ends as one ``fatal`` log line and exit 1, never
+    as a bare traceback: the logger redacts secrets from the line, and a traceback printed
+    by the interpreter would bypass it. Known failures (ours, and the operating system's:
+    a port in use, a disk full) are the message alone; anything else is a bug, so its
+    traceback rides along as a field of that same line."""
     try:
         return _run(coro)
-    except TraderError as exc:
-        log.error("fatal", error=str(exc))
-        return 1
     except KeyboardInterrupt:
         return 130
+    except (TraderError, OSError) as exc:
+        log.error("fatal", error=_describe(exc))
+        return 1
+    except Exception as exc:
+        log.error("fatal", error=_describe(exc), exc_info=exc)
+        return 1
+
+
+def _describe(exc: BaseException) -> str:
+    """One line about ``exc``; for a task group's failure, about what failed inside it."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(inner) for inner in exc.exceptions)
+    if isinstance(exc, TraderError):
+        return str(exc)
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @asynccontextmanager
@@ -123,7 +164,9 @@ def trailing_file(settings: Settings) -> Path:
 
 
 def save_trailing(path: Path, states: list[TrailingState]) -> None:
-    """Write atomically (temp file, fsync, rename): a crash leaves the old or the new."""
+    """Write atomically (temp file, fsync, rename): a crash leaves the old or the new.
+
+    Blocking file I/O: the daemon calls it in a worker thread (core/daemon.py)."""
     data = [
         {
             "id": s.client_order_id,
@@ -141,22 +184,69 @@ def save_trailing(path: Path, states: list[TrailingState]) -> None:
     tmp.replace(path)
 
 
-def load_trailing(path: Path) -> list[TrailingState]:
+def _parse_trailing(text: str) -> list[TrailingState]:
+    raw = json.loads(text)
+    if not isinstance(raw, list):
+        raise TypeError("not a list of trailing states")
+    states = []
+    for item in raw:
+        cid, activated, extreme = item["id"], item["activated"], item["extreme"]
+        if not isinstance(cid, str) or not cid or not isinstance(activated, bool):
+            raise ValueError(f"malformed entry {item!r}")
+        peak = None if extreme is None else Decimal(str(extreme))
+        if peak is not None and not (peak.is_finite() and peak > 0):
+            raise ValueError(f"extreme of {cid} is not a positive price: {extreme!r}")
+        states.append(TrailingState(cid, activated, peak))
+    return states
+
+
+def load_trailing(path: Path, journal: Journal | None = None) -> list[TrailingState]:
+    """The trailing state a previous run saved; empty when there is none.
+
+    A file that cannot be read or parsed must not stop every start-up from now on: it is
+    set aside (:func:`set_aside_trailing`) and the daemon starts without it.
+    """
     if not path.exists():
         return []
     try:
-        raw = json.loads(path.read_text())
-        return [
-            TrailingState(
-                client_order_id=item["id"],
-                activated=bool(item["activated"]),
-                extreme=Decimal(item["extreme"]) if item["extreme"] is not None else None,
-            )
-            for item in raw
-        ]
-    except (ValueError, KeyError, TypeError) as exc:
-        log.error("trailing_state_unreadable", path=str(path), error=repr(exc))
-        return []
+        return _parse_trailing(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError, ArithmeticError) as exc:
+        set_aside_trailing(path, f"{type(exc).__name__}: {exc}", journal)
+    return []
+
+
+def set_aside_trailing(path: Path, error: str, journal: Journal | None = None) -> None:
+    """Move an unusable trailing state file to ``<name>.corrupt-<UTC time>`` (kept for a
+    person to look at) and say so with an error event naming both files. Trailing orders
+    then resume from the current price instead of their saved extreme."""
+    aside = path.with_name(f"{path.name}.corrupt-{utcnow():%Y%m%dT%H%M%SZ}")
+    try:
+        path.replace(aside)
+        moved = str(aside)
+    except OSError as exc:
+        moved = f"not moved ({exc.strerror})"
+    message = f"trailing state file {path} is unusable ({error}); moved to {moved}"
+    if journal is not None:
+        journal.event(
+            "trailing_state_unreadable",
+            message,
+            severity=Severity.ERROR,
+            file=str(path),
+            moved_to=moved,
+        )
+    else:
+        log.error("trailing_state_unreadable", file=str(path), moved_to=moved, error=error)
+
+
+def restore_trailing(orders: OrderManager, path: Path, journal: Journal) -> None:
+    """Resume the trailing stops re-armed from the database where they were. States the
+    trigger book refuses (naming an order that is not a trailing stop, an active one
+    without a price) set the file aside like an unreadable one: nothing is restored."""
+    states = load_trailing(path, journal)
+    try:
+        orders.rearm((), states)
+    except ValidationError as exc:
+        set_aside_trailing(path, f"ValidationError: {exc}", journal)
 
 
 def install_signals(stop: asyncio.Event) -> None:
@@ -179,7 +269,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
     from database.audit import AuditWriter
     from database.ids import PositionIdReserve
     from database.intake import IntakeListener
-    from database.lock import account_lock
+    from database.lock import AccountLock
     from database.migrate import migrate
     from database.pool import open_database
     from database.repository import Repository
@@ -189,13 +279,21 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
     stop = stop or asyncio.Event()
     install_signals(stop)
     notifier = Notifier()
+    metrics = MetricsSource()
     async with AsyncExitStack() as stack:
         stack.callback(notifier.close)
         pool = await stack.enter_async_context(open_database(settings))
         await migrate(pool)
-        await stack.enter_async_context(account_lock(pool, settings.account))
+        lock = await stack.enter_async_context(AccountLock(pool, settings.account))
+        # A lock lost to another daemon stops this one (database/lock.py).
+        watch = asyncio.create_task(_stop_when(lock.failed, stop), name="lock-lost")
+        stack.callback(watch.cancel)
+        # Bound before anything acts on the venue: a port in use ends the start here.
+        await stack.enter_async_context(serve_metrics(settings.metrics_port, metrics.collect))
         audit = await stack.enter_async_context(AuditWriter.from_settings(pool, settings))
+        metrics.audit = audit
         journal = Journal(audit, settings.account)
+        lock.journal = journal
         journal.event(
             "daemon_start", "daemon starting", exchange=settings.exchange, feed=settings.feed
         )
@@ -208,7 +306,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
         # Reconcile before trading: what the database knew, against what the venue holds.
         positions, orders = await load_snapshot(pool, settings.account, venue.name)
         core.reconciler.restore(positions, orders)
-        core.orders.rearm((), load_trailing(trailing_file(settings)))
+        restore_trailing(core.orders, trailing_file(settings), journal)
         await core.reconciler.reconcile()
         intake = IntakeListener(pool, core.intake_handler, settings.account)
         if interrupted := await intake.recover_interrupted():
@@ -218,12 +316,22 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
         daemon.intake = intake
         daemon.reconcile = core.reconciler.reconcile
         daemon.housekeeping = lambda: _purge(repo)
-        await stack.enter_async_context(
-            serve_metrics(settings.metrics_port, lambda: collect_metrics(daemon, audit))
-        )
+        metrics.daemon = daemon
         await daemon.run(stop)
+        if lock.error is not None:
+            journal.event(
+                "daemon_stop",
+                f"daemon stopped: {lock.error}",
+                severity=Severity.CRITICAL,
+            )
+            return 1
         journal.event("daemon_stop", "daemon stopped cleanly")
     return 0
+
+
+async def _stop_when(event: asyncio.Event, stop: asyncio.Event) -> None:
+    await event.wait()
+    stop.set()
 
 
 async def _purge(repo: Any) -> None:
@@ -231,6 +339,24 @@ async def _purge(repo: Any) -> None:
     removed = await repo.purge_position_updates()
     if removed:
         log.info("position_updates_purged", rows=removed)
+
+
+class MetricsSource:
+    """What /metrics reads: filled in as start-up builds the parts, so the endpoint can
+    be bound first (a port in use must stop the start before anything acts)."""
+
+    def __init__(self) -> None:
+        self.daemon: Daemon | None = None
+        self.audit: Any = None
+
+    def collect(self) -> list[Sample]:
+        ready = self.daemon is not None and self.audit is not None
+        samples: list[Sample] = [
+            ("trader_ready", "1 once start-up is complete", {}, 1.0 if ready else 0.0)
+        ]
+        if self.daemon is not None and self.audit is not None:
+            samples += collect_metrics(self.daemon, self.audit)
+        return samples
 
 
 def collect_metrics(daemon: Daemon, audit: Any) -> list[Sample]:

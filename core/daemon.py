@@ -5,10 +5,16 @@ Resources (database pool, audit writer, venue, feed) are opened by the compositi
 only protocols. :meth:`Daemon.run` starts the loops in a TaskGroup — ticks, venue sync,
 intake, periodic reconciliation, heartbeat, trailing-state saves — and on ``stop``:
 
-1. stops taking requests (the intake task is cancelled first);
-2. lets in-flight venue calls finish, bounded (``drain_timeout_s``);
+1. stops taking requests: the request in hand runs to its end (bounded), then intake
+   stops;
+2. stops the tick loop, lets in-flight venue calls finish and lets a reconcile / sync /
+   housekeeping pass already under way complete, all within one ``drain_timeout_s``
+   (no new pass starts; what is still running then is cancelled);
 3. persists the trailing state;
 4. returns, and the exit stack flushes the audit writer and closes the rest.
+
+The trailing state is also saved every ``trailing_save_interval_s`` while it changes, in
+a worker thread: the write ends in an ``fsync``, which must not stall the event loop.
 
 Native stops stay on the venue: a stopped daemon leaves every position protected.
 A loop that dies with an unexpected error takes the group down and the process exits
@@ -18,9 +24,10 @@ non-zero, so systemd restarts it; expected errors are handled inside each loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
@@ -82,16 +89,18 @@ class Daemon:
     housekeeping: Callable[[], Awaitable[None]] | None = None
     save_trailing: Callable[[list[TrailingState]], None] | None = None
     summary: Callable[[], str] | None = None
+    _winding_down: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _trailing_saved: list[TrailingState] | None = field(default=None, init=False)
 
     async def run(self, stop: asyncio.Event) -> None:
         started = time.monotonic()
         async with asyncio.TaskGroup() as group:
             ticks = group.create_task(self.tick_loop.run(), name="ticks")
+            heartbeat = group.create_task(self._heartbeat(started), name="heartbeat")
             loops = [
                 group.create_task(
                     self._every(self.config.sync_interval_s, self._sync), name="sync"
                 ),
-                group.create_task(self._heartbeat(started), name="heartbeat"),
             ]
             if self.reconcile is not None:
                 loops.append(
@@ -105,9 +114,7 @@ class Daemon:
             if self.save_trailing is not None:
                 loops.append(
                     group.create_task(
-                        self._every(
-                            self.config.trailing_save_interval_s, self._save_trailing_async
-                        ),
+                        self._every(self.config.trailing_save_interval_s, self._save_trailing),
                         name="trailing",
                     )
                 )
@@ -131,32 +138,63 @@ class Daemon:
                 await asyncio.wait({intake}, timeout=self.config.drain_timeout_s)
                 intake.cancel()
             ticks.cancel()
-            cancelled = await self.tasks.drain(self.config.drain_timeout_s)  # 2.
-            if cancelled:
+            # 2. no new pass of any loop; the passes and venue calls under way finish.
+            self._winding_down.set()
+            cut_loops, cut_calls = await asyncio.gather(
+                self._finish(loops, self.config.drain_timeout_s),
+                self.tasks.drain(self.config.drain_timeout_s),
+            )
+            if cut_calls:
                 self.journal.event(
                     "shutdown_cancelled_work",
-                    f"{cancelled} venue calls did not finish in time; reconciliation resumes them",
+                    f"{cut_calls} venue calls did not finish in time; reconciliation resumes them",
                     severity=Severity.WARNING,
                 )
-            self._save_trailing()  # 3.
-            for task in loops:
-                task.cancel()
+            if cut_loops:
+                self.journal.event(
+                    "shutdown_cancelled_work",
+                    f"did not finish in time: {', '.join(cut_loops)}; the next start redoes it",
+                    severity=Severity.WARNING,
+                )
+            await self._save_trailing_final()  # 3.
+            heartbeat.cancel()
             stop_wait.cancel()
+
+    @staticmethod
+    async def _finish(loops: list[asyncio.Task[None]], timeout_s: float) -> list[str]:
+        """Wait up to ``timeout_s`` for the loops to end their current pass (they start no
+        new one once winding down); cancel the rest. The names of those cut short."""
+        if not loops:
+            return []
+        _, still = await asyncio.wait(loops, timeout=timeout_s)
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still)
+        return sorted(task.get_name() for task in still)
 
     async def _every(
         self, interval_s: float, work: Callable[[], Awaitable[None]], *, skip_first: bool = False
     ) -> None:
-        """Run ``work`` every ``interval_s``; an error is logged and the loop goes on."""
-        if skip_first:
-            await asyncio.sleep(interval_s)
-        while True:
+        """Run ``work`` every ``interval_s``; an error is logged and the loop goes on.
+        Once the daemon winds down no new pass starts, and the loop ends."""
+        if skip_first and await self._pause(interval_s):
+            return
+        while not self._winding_down.is_set():
             try:
                 await work()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a loop must outlive any one failure
                 log.error("loop_error", work=getattr(work, "__name__", repr(work)), error=repr(exc))
-            await asyncio.sleep(interval_s)
+            if await self._pause(interval_s):
+                return
+
+    async def _pause(self, interval_s: float) -> bool:
+        """Sleep ``interval_s``, or less if the daemon starts winding down: True then."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._winding_down.wait(), timeout=interval_s)
+        return self._winding_down.is_set()
 
     async def _sync(self) -> None:
         """Learn from the venue: fills of stops / take-profits / entries, native orders."""
@@ -180,9 +218,29 @@ class Daemon:
             return self.summary()
         return f"positions={len(self.book)} orders={len(self.orders.active_orders())}"
 
-    def _save_trailing(self) -> None:
-        if self.save_trailing is not None:
-            self.save_trailing(self.orders.trailing_states())
+    async def _save_trailing(self) -> None:
+        """Persist the trailing state if it changed since the last save, in a worker thread.
 
-    async def _save_trailing_async(self) -> None:
-        self._save_trailing()
+        The write runs to its end even if this task is cancelled (a thread cannot be
+        stopped): the task then waits for it, so two writes of the file never overlap.
+        """
+        if self.save_trailing is None:
+            return
+        states = self.orders.trailing_states()
+        if states == self._trailing_saved:
+            return
+        write = asyncio.ensure_future(asyncio.to_thread(self.save_trailing, states))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await asyncio.wait({write})
+            raise
+        self._trailing_saved = states
+
+    async def _save_trailing_final(self) -> None:
+        """The last save, at shutdown: a failure is logged, never a reason to skip the
+        audit flush that follows."""
+        try:
+            await self._save_trailing()
+        except Exception as exc:
+            log.error("trailing_state_save_failed", error=repr(exc))

@@ -14,6 +14,8 @@ Third-party exceptions never cross a module boundary untranslated: ccxt's are ma
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 
 class TraderError(Exception):
     """Root of every error this project raises deliberately."""
@@ -49,6 +51,15 @@ class PositionConflict(TraderError):
 
 
 def _short(value: object, limit: int = 60) -> str:
-    """Render hostile or huge input safely for an error message."""
-    text = repr(value)
+    """Render hostile or huge input safely for an error message.
+
+    Numbers read as a person wrote them (``0.01``, not ``Decimal('0.01')``); anything
+    else keeps its ``repr``, so a hostile string stays quoted with its control characters
+    escaped and cannot pass for part of the message.
+    """
+    numeric = isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+    try:
+        text = str(value) if numeric else repr(value)
+    except ValueError:  # an int beyond Python's digit limit for conversion to text
+        text = "<a number too long to show>"
     return text if len(text) <= limit else text[: limit - 3] + "..."

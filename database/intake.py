@@ -2,10 +2,11 @@
 
 A dedicated connection LISTENs on ``trader_intake`` (the tables' insert trigger NOTIFYs
 it); a slow poll backs it up, so a notification lost while the database was away delays a
-request by seconds, never forever. Rows are claimed with ``FOR UPDATE SKIP LOCKED``,
-handled one at a time in id order, and their outcome written back. The outcome write is
-shielded from cancellation and retried until the database takes it: a request that acted
-must say so.
+request by seconds, never forever. Rows are claimed one at a time, oldest first across
+both tables, with ``FOR UPDATE SKIP LOCKED``, handled, and their outcome written back. Only
+the row in hand is ever ``processing``, so a crash interrupts that one request and no
+other (:meth:`IntakeListener.recover_interrupted`). The outcome write is shielded from
+cancellation and retried until the database takes it: a request that acted must say so.
 
 Stopping is cooperative: :meth:`IntakeListener.stop` lets the request in hand finish (an
 open is never cut between entry and stop by a shutdown) and then ends :meth:`run`.
@@ -15,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 import structlog
 
-from core.intake import FAILED, IntakeHandler, Outcome
+from core.intake import DONE, FAILED, IntakeHandler, Outcome
 from database.pool import is_unavailable
 from database.repository import Repository
 
@@ -39,14 +40,12 @@ class IntakeListener:
         account: str,
         *,
         poll_interval_s: float = 2.0,
-        batch: int = 20,
     ) -> None:
         self._pool = pool
         self._repo = Repository(pool)
         self._handler = handler
         self._account = account
         self._poll_s = poll_interval_s
-        self._batch = batch
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.handled = 0
@@ -91,22 +90,19 @@ class IntakeListener:
                 await listener
 
     async def _drain_once(self) -> bool:
-        """Claim and handle one batch; True if there was anything."""
-        signals = await self._repo.claim_signals(self._account, self._batch)
-        commands = await self._repo.claim_commands(self._account, self._batch)
-        rows = sorted(
-            [("signal", r) for r in signals] + [("command", r) for r in commands],
-            key=lambda item: item[1]["created_at"],
-        )
-        for index, (kind, row) in enumerate(rows):
-            if self._stopping.is_set():
-                # Claimed but not started: hand them back untouched.
-                await self._release(rows[index:])
-                return True
+        """Claim and handle requests one at a time until none is left or a stop is asked;
+        True if there was anything."""
+        worked = False
+        while not self._stopping.is_set():
+            claimed = await self._repo.claim_next_request(self._account)
+            if claimed is None:
+                break
+            kind, row = claimed
             outcome = await self._handle(kind, row)
             await asyncio.shield(self._record(kind, row["id"], outcome))
             self.handled += 1
-        return bool(rows)
+            worked = True
+        return worked
 
     async def _handle(self, kind: str, row: Mapping[str, Any]) -> Outcome:
         structlog.contextvars.bind_contextvars(**{f"{kind}_id": row["id"]})
@@ -117,12 +113,15 @@ class IntakeListener:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must fail the request, not the daemon
-            log.exception("intake_handler_crashed", kind=kind, id=row["id"])
+            log.exception("intake_handler_crashed", kind=kind)
             return Outcome(FAILED, f"internal error: {type(exc).__name__}")
         finally:
             structlog.contextvars.unbind_contextvars(f"{kind}_id")
 
     async def _record(self, kind: str, row_id: int, outcome: Outcome) -> None:
+        ids: dict[str, Any] = {f"{kind}_id": row_id}
+        if outcome.position_id is not None:
+            ids["position_id"] = outcome.position_id
         delay = 0.2
         while True:
             try:
@@ -133,21 +132,16 @@ class IntakeListener:
                 else:
                     result = dict(outcome.result)
                     await self._repo.finish_command(row_id, outcome.status, outcome.reason, result)
-                log.info(f"{kind}_{outcome.status}", id=row_id, reason=outcome.reason)
-                return
+                break
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("intake_outcome_retry", kind=kind, id=row_id, error=type(exc).__name__)
+                log.warning("intake_outcome_retry", error=type(exc).__name__, **ids)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-
-    async def _release(self, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
-        for kind, row in rows:
-            table = "monitoring.signals" if kind == "signal" else "monitoring.commands"
-            await self._pool.execute(
-                f"UPDATE {table} SET status = 'new', claimed_at = NULL"
-                " WHERE id = $1 AND status = 'processing'",
-                row["id"],
-            )
+        if outcome.status == DONE:
+            log.info(f"{kind}_done", **ids)
+        else:
+            # Refused or failed: someone has to read the reason and act on it.
+            log.warning(f"{kind}_{outcome.status}", reason=outcome.reason, **ids)
 
     async def _listen(self) -> None:
         """Hold one pooled connection LISTENing; take another when it drops."""

@@ -1,7 +1,7 @@
 """Read-only SQL for the command line: listings, the performance report, migration status.
 
-The performance figures come from ``monitoring.performance_since(since)`` (migration
-0003), the one definition behind both the ``monitoring.performance`` view (``NULL`` = all
+The performance figures come from ``monitoring.performance_since(since)`` (migrations
+0003 and 0006), the one definition behind both the ``monitoring.performance`` view (``NULL`` = all
 time) and ``report --since 7d``; a test holds the two to the same numbers. Daily P&L
 follows ``monitoring.daily_pnl`` (realised P&L of the executions per UTC day), windowed
 on the execution time.

@@ -32,6 +32,8 @@ INTAKE_CHANNEL = "trader_intake"
 FINAL_INTAKE_STATUSES = frozenset({"done", "rejected", "failed"})
 TERMINAL_ORDER_STATUSES = ("FILLED", "CANCELLED", "REJECTED", "EXPIRED", "FAILED")
 TERMINAL_POSITION_STATUSES = ("closed", "rolled_back", "failed")
+# The intake queues, in the order a tie on created_at is broken.
+_INTAKE_TABLES = (("signal", "monitoring.signals"), ("command", "monitoring.commands"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,6 +464,41 @@ class Repository:
     ) -> list[dict[str, Any]]:
         """As :meth:`claim_signals`, for ``monitoring.commands``."""
         return await self._claim("monitoring.commands", account, limit, include_unassigned)
+
+    async def claim_next_request(
+        self, account: str, *, include_unassigned: bool = True
+    ) -> tuple[str, dict[str, Any]] | None:
+        """Take the oldest new request of ``account``, signal or command: ``("signal",
+        row)``, ``("command", row)``, or None when both queues are empty.
+
+        One row at a time, on purpose: a row is ``processing`` only while it is being
+        handled, so after a crash the one row in hand is the only one a restart must
+        treat as interrupted; everything else is still ``new`` and simply runs.
+        Concurrent claimers never get the same row (``FOR UPDATE SKIP LOCKED``).
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            heads: list[tuple[Any, int, str, int]] = []
+            for rank, (kind, table) in enumerate(_INTAKE_TABLES):
+                head = await conn.fetchrow(
+                    f"SELECT id, created_at FROM {table} "
+                    "WHERE status = 'new' AND (account = $1 OR ($2 AND account IS NULL)) "
+                    "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    account,
+                    include_unassigned,
+                )
+                if head is not None:
+                    heads.append((head["created_at"], rank, kind, int(head["id"])))
+            if not heads:
+                return None
+            # Oldest first across both queues; the row not taken is unlocked at commit.
+            _, rank, kind, row_id = min(heads)
+            row = await conn.fetchrow(
+                f"UPDATE {_INTAKE_TABLES[rank][1]} SET status = 'processing', "
+                "claimed_at = now(), account = $2 WHERE id = $1 RETURNING *",
+                row_id,
+                account,
+            )
+        return kind, dict(row)
 
     async def finish_signal(
         self,

@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 import asyncpg
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -29,9 +30,14 @@ SQLISH = st.sampled_from(
         "${jndi:ldap://x}",
     ]
 )
-# "Huge" stays below 1e18 here: larger amounts crash the daemon's rounding (a known bug,
-# pinned by test_amounts_beyond_decimal_precision_are_rejected_with_a_reason below).
+# 1e12 BTC is beyond any balance (and every market's maximum); 1e30 is beyond the working
+# precision of the daemon's decimals (test_amounts_beyond_decimal_precision_... below).
 BAD_NUMBERS = st.sampled_from(["NaN", "Infinity", "-Infinity", "-1", "0", "-0.01", "1e12", "1e30"])
+# A signal for 1e12 BTC is refused by the paper venue's margin check today, i.e. `failed`
+# after an entry order was sent, instead of `rejected` at validation: that needs a
+# pre-trade check in the atomic position manager (test_huge_signal_is_rejected_before_the
+# _venue, xfail until it lands). Until then, signals draw their bad amounts without it.
+SIGNAL_BAD_NUMBERS = BAD_NUMBERS.filter(lambda v: v != "1e12")
 TEXTS = st.text(max_size=80)
 UNKNOWN_SYMBOLS = st.one_of(
     SQLISH, TEXTS, st.sampled_from(["", "DOGE/BTC:XYZ", "BTC/USDT", "btcusdt:spot", "X" * 200])
@@ -39,7 +45,7 @@ UNKNOWN_SYMBOLS = st.one_of(
 
 # Each mutation alone makes a signal invalid; several together still do.
 SIGNAL_MUTATIONS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
-    "amount": BAD_NUMBERS.map(lambda v: {"amount": v}),
+    "amount": SIGNAL_BAD_NUMBERS.map(lambda v: {"amount": v}),
     "tiny": st.just({"amount": "1e-30"}),
     "both_sizes": st.just({"quote_amount": "100"}),
     "symbol": UNKNOWN_SYMBOLS.map(lambda v: {"symbol": v}),
@@ -174,28 +180,19 @@ def crashes(daemon: Daemon) -> list[dict[str, Any]]:
 
 
 def traded(trader: Trader) -> tuple[int, int, int]:
-    """(positions, orders, executions) that mean something was traded or is still at work.
-
-    A signal the venue itself refuses (more margin than the balance) is recorded as what
-    it was: a ``failed`` position of quantity 0 with its REJECTED, unfilled entry order.
-    That is an audit record of a refusal, not a change of exposure, so it is not counted.
-    """
+    """(positions, orders, executions) recorded at all. A request refused at validation
+    never gets as far as a position or an order, so each must stay 0."""
     return (
-        trader.db.fetchval(
-            "SELECT count(*) FROM monitoring.positions WHERE status <> 'failed' OR quantity <> 0"
-        ),
-        trader.db.fetchval(
-            "SELECT count(*) FROM monitoring.orders "
-            "WHERE status NOT IN ('REJECTED', 'FAILED') OR filled <> 0"
-        ),
+        trader.db.fetchval("SELECT count(*) FROM monitoring.positions"),
+        trader.db.fetchval("SELECT count(*) FROM monitoring.orders"),
         trader.db.fetchval("SELECT count(*) FROM monitoring.trades"),
     )
 
 
 def test_hostile_intake_rows_are_refused_and_change_nothing(trader: Trader) -> None:
-    """Malformed and hostile signal / command rows each end rejected or failed with a
-    reason (or are refused by PostgreSQL at INSERT); the daemon keeps running, trades
-    nothing and leaves no live order."""
+    """Malformed and hostile signal / command rows each end rejected with a reason (or
+    are refused by PostgreSQL at INSERT), never failed: none gets as far as the venue. The
+    daemon keeps running and records no position, order or trade."""
     daemon = trader.daemon().start().wait_ready()
     seen: Counter[str] = Counter()
 
@@ -206,7 +203,6 @@ def test_hostile_intake_rows_are_refused_and_change_nothing(trader: Trader) -> N
         suppress_health_check=[HealthCheck.too_slow],
     )
     @given(request=hostile_requests())
-    @example(request=("signal", "", {**VALID_SIGNAL, "amount": "1e12"}))
     @example(request=("signal", "", {**VALID_SIGNAL, "amount": "NaN"}))
     @example(request=("command", "place_order", {**VALID_ORDER, "amount": "1e12"}))
     @example(request=("command", "close_position", {"position_id": "1; DROP TABLE x"}))
@@ -224,7 +220,7 @@ def test_hostile_intake_rows_are_refused_and_change_nothing(trader: Trader) -> N
             f"an outcome for {table} {row_id}: {body!r}",
         )
         assert row is not None
-        assert row["status"] in ("rejected", "failed"), (body, row)
+        assert "rejected" == row["status"], (body, row)
         assert row["reason"], (body, row)
         assert not row["reason"].startswith("internal error"), (body, row)
         seen[row["status"]] += 1
@@ -233,7 +229,6 @@ def test_hostile_intake_rows_are_refused_and_change_nothing(trader: Trader) -> N
 
     one()
     assert seen["rejected"] > 0  # the daemon really judged rows, not only PostgreSQL
-    assert seen["failed"] > 0  # and the venue refused the huge signal
     assert daemon.running()
     assert 0 == daemon.terminate()
     assert [] == crashes(daemon)
@@ -259,3 +254,23 @@ def test_amounts_beyond_decimal_precision_are_rejected_with_a_reason(trader: Tra
     assert 0 == daemon.terminate()
     assert [True, True] == [o.startswith("rejected: amount") for o in outcomes], outcomes
     assert [] == crashes(daemon)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs a pre-trade margin / maximum check in AtomicPositionManager."
+    "open_position_atomic (core/atomic_position_manager.py): today the paper venue refuses "
+    "the entry, so the signal ends failed after an order was sent",
+)
+def test_huge_signal_is_rejected_before_the_venue(trader: Trader) -> None:
+    """A signal for 1e12 BTC ends rejected naming the amount (more than the free balance
+    can margin), and no order is ever sent or recorded for it."""
+    daemon = trader.daemon().start().wait_ready()
+    signal_id = insert(trader, "signal", "", {**VALID_SIGNAL, "amount": "1e12"})
+    outcome = trader.db.wait_for(
+        "SELECT status || ': ' || reason FROM monitoring.signals WHERE id = $1 "
+        "AND status NOT IN ('new', 'processing')",
+        signal_id,
+    )
+    assert 0 == daemon.terminate()
+    assert (True, (0, 0, 0)) == (outcome.startswith("rejected: amount"), traded(trader)), outcome

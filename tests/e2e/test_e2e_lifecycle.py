@@ -61,6 +61,14 @@ def test_signal_stop_out_report_and_clean_shutdown(trader: Trader) -> None:
     assert 1 == report["trades"]
     assert Decimal(position["realized_pnl"]) == Decimal(report["total_pnl"])
     assert 1 == report["losses"]
+    # The daily table agrees with the headline: one trade is two fills (entry and exit),
+    # one of them an exit, and the days add up to the total P&L.
+    days = report["daily"]
+    assert (2, 1, Decimal(report["total_pnl"])) == (
+        sum(d["fills"] for d in days),
+        sum(d["exits"] for d in days),
+        sum(Decimal(d["realized_pnl"]) for d in days),
+    )
     assert trader.cli_json("orders") == []  # nothing left resting: no orphan stop
 
     started = time.monotonic()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Trader
+from tests.e2e.conftest import BTC, Trader, wait_until
 
 
 def test_second_daemon_for_an_account_is_refused_another_account_runs_beside(
@@ -87,3 +87,74 @@ def test_sd_notify_ready_then_watchdog_then_stopping(
     assert "WATCHDOG=1" == wanted[1]
     assert "STOPPING=1" == wanted[-1]
     assert 1 == wanted.count("READY=1") == wanted.count("STOPPING=1")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_metrics_port_in_use_stops_the_start_before_anything_acts(trader: Trader) -> None:
+    """A metrics port someone else holds ends the start with exit 1 and one fatal line
+    naming the setting, before the daemon records or reconciles anything; no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon = trader.daemon(TRADER_METRICS_PORT=str(port)).start()
+        assert 1 == daemon.wait_exit(timeout_s=30)
+    lines = daemon.text().splitlines()
+    assert len(lines) == len(daemon.events()), lines  # every line is one JSON event
+    fatal = [e["error"] for e in daemon.events() if e.get("event") == "fatal"]
+    assert [
+        f"TRADER_METRICS_PORT={port}: cannot listen on 127.0.0.1:{port}: address already in "
+        "use (another daemon, or another program, has it)"
+    ] == fatal
+    assert 0 == trader.db.fetchval("SELECT count(*) FROM monitoring.events")
+
+
+def test_metrics_endpoint_answers_once_running(trader: Trader) -> None:
+    """With TRADER_METRICS_PORT set, /metrics on 127.0.0.1 reports the running daemon."""
+    port = _free_port()
+    daemon = trader.daemon(TRADER_METRICS_PORT=str(port)).start().wait_ready()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        body = b""
+        while chunk := conn.recv(65536):
+            body += chunk
+    text = body.decode()
+    assert text.startswith("HTTP/1.0 200 OK")
+    for line in ("trader_ready 1.0", "trader_open_positions 0.0"):
+        assert line in text.splitlines(), text
+    assert 0 == daemon.terminate()
+
+
+def test_second_signal_exits_at_once(trader: Trader) -> None:
+    """A second SIGTERM while the orderly stop waits for work in hand (a slow open) ends
+    the process at once: exit 1 within a second, with a line saying why."""
+    daemon = trader.daemon(TRADER_PAPER_FAULTS="latency_ms=1500").start().wait_ready(90)
+    signal_id = trader.db.fetchval(
+        "INSERT INTO monitoring.signals (symbol, side, amount) VALUES ($1, 'long', 0.01) "
+        "RETURNING id",
+        BTC,
+    )
+    trader.db.wait_for(
+        "SELECT status = 'processing' FROM monitoring.signals WHERE id = $1", signal_id
+    )
+    os.kill(daemon.pid, signal.SIGTERM)
+    wait_until(
+        lambda: [e for e in daemon.events() if e.get("event") == "daemon_stopping"],
+        bool,
+        10,
+        "the orderly stop to begin",
+    )
+    assert daemon.running()  # still finishing the open in hand
+    second = time.monotonic()
+    os.kill(daemon.pid, signal.SIGTERM)
+    code = daemon.wait_exit(10)
+    took = time.monotonic() - second
+    assert (1, True) == (code, took < 1.0), took
+    assert ["SIGTERM"] == [
+        e["signal"] for e in daemon.events() if e.get("event") == "second_signal_exit_now"
+    ]

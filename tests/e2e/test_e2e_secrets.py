@@ -43,6 +43,7 @@ def test_secrets_never_appear_in_logs_errors_tables_or_state(trader: Trader) -> 
         ),
         trader.cli("signal", "--symbol", "NOPE/USDT:USDT", "--side", "long", "--amount", "1",
                    "--wait", "20"),
+        trader.cli("close", "999999", "--wait", "20"),  # the daemon rejects it
         trader.cli("positions", "--all"),
         trader.cli("report", "--json"),
         trader.cli("check"),
@@ -52,8 +53,9 @@ def test_secrets_never_appear_in_logs_errors_tables_or_state(trader: Trader) -> 
         trader.cli("orders", TRADER_DATABASE_URL=f"mysql://root:{db_password}@db/x"),
         trader.cli("check", TRADER_DATABASE_URL=f"mysql://root:{db_password}@db/x"),
     ]  # fmt: skip
-    assert [0, 1, 0, 0, 0, 1, 1, 1] == [o.returncode for o in outputs]
-    assert "database: unreachable: ConnectionRefusedError" in outputs[5].stderr
+    # An unknown market is an input error (exit 2): the CLI checks it before queueing.
+    assert [0, 2, 1, 0, 0, 0, 1, 1, 1] == [o.returncode for o in outputs]
+    assert "database: unreachable: ConnectionRefusedError" in outputs[6].stderr
     trader.feed.ticks([59000, 55000])  # stop the position out: more orders, trades, events
     trader.db.wait_for("SELECT count(*) FROM monitoring.positions WHERE status = 'closed'")
     assert 0 == daemon.terminate()

@@ -281,3 +281,21 @@ async def test_check_reports_each_problem_on_one_line_without_secrets(tmp_path: 
     assert database.startswith("database: unreachable: ")
     assert "hunter2" not in database and "127.0.0.1:1/trader" not in database
     assert "exchange: bybit: TRADER_API_KEY and TRADER_API_SECRET must be set" == exchange
+
+
+async def test_profit_factor_is_zero_with_losses_and_no_wins(pool: asyncpg.Pool) -> None:
+    """Only losing trades: profit factor 0 (nothing won), in the view and in a window."""
+    await add_position(pool, pnl="-10", closed_ago=timedelta(days=2))
+    await add_position(pool, pnl="-5", closed_ago=timedelta(hours=1))
+    view = await pool.fetchval(
+        "SELECT profit_factor FROM monitoring.performance WHERE account = 'main'"
+    )
+    windowed = await performance(pool, "main", NOW - timedelta(days=1))
+    assert (Decimal(0), Decimal(0)) == (view, windowed["profit_factor"])
+
+
+async def test_profit_factor_is_undefined_without_losses(pool: asyncpg.Pool) -> None:
+    """Only winning (or flat) trades: no gross loss to divide by, profit factor NULL."""
+    await add_position(pool, pnl="10", closed_ago=timedelta(days=2))
+    await add_position(pool, pnl="0", closed_ago=timedelta(days=1))
+    assert None is (await performance(pool, "main", None))["profit_factor"]

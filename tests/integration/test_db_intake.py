@@ -1,13 +1,20 @@
-"""The intake queues: claiming with SKIP LOCKED and recording outcomes."""
+"""The intake queues: claiming with SKIP LOCKED (one request at a time), recording
+outcomes, and recovering the request a crashed daemon had in hand."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
+from core.intake import DONE, FAILED, REJECTED, Outcome
+from database.intake import IntakeListener
 from database.repository import Repository
 
 
@@ -100,3 +107,152 @@ async def test_intake_rows_check_their_enums(pool: asyncpg.Pool) -> None:
         await repo.insert_signal(symbol="X", side="long", entry_type="stop")
     with pytest.raises(asyncpg.CheckViolationError):
         await repo.insert_command("explode", {})
+
+
+async def _statuses(pool: asyncpg.Pool, table: str) -> list[tuple[int, str]]:
+    rows = await pool.fetch(f"SELECT id, status FROM monitoring.{table} ORDER BY id")
+    return [(r["id"], r["status"]) for r in rows]
+
+
+class ScriptedHandler:
+    """Stands in for core.intake.IntakeHandler: answers each request with a scripted
+    outcome, optionally holding every request at a gate (a request still in hand)."""
+
+    def __init__(self, outcomes: dict[tuple[str, int], Outcome] | None = None) -> None:
+        self.outcomes = outcomes or {}
+        self.gate: asyncio.Event | None = None
+        self.started = asyncio.Event()
+        self.seen: list[tuple[str, int]] = []
+
+    async def _answer(self, kind: str, row: Mapping[str, Any]) -> Outcome:
+        self.seen.append((kind, row["id"]))
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        return self.outcomes.get((kind, row["id"]), Outcome(DONE))
+
+    async def signal(self, row: Mapping[str, Any]) -> Outcome:
+        return await self._answer("signal", row)
+
+    async def command(self, row: Mapping[str, Any]) -> Outcome:
+        return await self._answer("command", row)
+
+
+def _listener(pool: asyncpg.Pool, handler: ScriptedHandler) -> IntakeListener:
+    return IntakeListener(pool, handler, "main", poll_interval_s=0.1)  # type: ignore[arg-type]
+
+
+async def test_claim_next_takes_one_request_oldest_first_across_both_queues(
+    pool: asyncpg.Pool,
+) -> None:
+    """Requests are claimed singly in arrival order, signals and commands interleaved;
+    the rest stay new until their turn."""
+    repo = Repository(pool)
+    [s1] = await _insert_signals(repo, 1)
+    c1 = await repo.insert_command("close_position", {"position_id": 1}, "main")
+    [s2] = await _insert_signals(repo, 1, None)
+    first = await repo.claim_next_request("main")
+    assert first is not None
+    assert ("signal", s1, "processing") == (first[0], first[1]["id"], first[1]["status"])
+    assert [(s1, "processing"), (s2, "new")] == await _statuses(pool, "signals")
+    assert [(c1, "new")] == await _statuses(pool, "commands")
+    rest = [await repo.claim_next_request("main") for _ in range(3)]
+    assert [("command", c1), ("signal", s2), None] == [
+        (r[0], r[1]["id"]) if r else None for r in rest
+    ]
+    assert "main" == (await repo.get_signal(s2) or {}).get("account")
+
+
+async def test_a_crash_mid_request_interrupts_only_the_request_in_hand(
+    pool: asyncpg.Pool,
+) -> None:
+    """The daemon dies while handling the first of six requests: only that one was
+    processing, so a restart marks one failed and leaves five to run."""
+    repo = Repository(pool)
+    signals = await _insert_signals(repo, 4)
+    commands = [
+        await repo.insert_command("close_position", {"position_id": n}, "main") for n in (1, 2)
+    ]
+    handler = ScriptedHandler()
+    handler.gate = asyncio.Event()  # never opened: the first request hangs in hand
+    running = asyncio.create_task(_listener(pool, handler).run())
+    await asyncio.wait_for(handler.started.wait(), 10)
+    running.cancel()  # the crash
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    assert [("signal", signals[0])] == handler.seen
+    interrupted = await _listener(pool, ScriptedHandler()).recover_interrupted()
+    assert 1 == interrupted
+    assert [(signals[0], "failed")] + [(i, "new") for i in signals[1:]] == await _statuses(
+        pool, "signals"
+    )
+    assert [(i, "new") for i in commands] == await _statuses(pool, "commands")
+    row = await repo.get_signal(signals[0])
+    assert row is not None and "interrupted by a daemon restart" in row["reason"]
+
+
+async def test_recover_interrupted_fails_this_accounts_processing_rows_only(
+    pool: asyncpg.Pool,
+) -> None:
+    """Rows left processing by this account's dead daemon end failed with a reason
+    pointing at positions and orders; other accounts' rows and finished rows are kept."""
+    repo = Repository(pool)
+    [mine, done, theirs] = await _insert_signals(repo, 3)
+    await pool.execute("UPDATE monitoring.signals SET account = 'other' WHERE id = $1", theirs)
+    command = await repo.insert_command("cancel_order", {"order_id": "x"}, "main")
+    await pool.execute("UPDATE monitoring.signals SET status = 'processing'")
+    await pool.execute("UPDATE monitoring.signals SET status = 'done' WHERE id = $1", done)
+    await pool.execute("UPDATE monitoring.commands SET status = 'processing'")
+    assert 2 == await _listener(pool, ScriptedHandler()).recover_interrupted()
+    assert [(mine, "failed"), (done, "done"), (theirs, "processing")] == await _statuses(
+        pool, "signals"
+    )
+    assert [(command, "failed")] == await _statuses(pool, "commands")
+    row = await repo.get_command(command)
+    assert row is not None and row["processed_at"] is not None
+    assert (
+        "interrupted by a daemon restart while processing; check positions and orders for "
+        "what it did"
+    ) == row["reason"]
+
+
+async def test_outcome_lines_name_the_request_and_warn_when_refused(pool: asyncpg.Pool) -> None:
+    """Each outcome is one line with signal_id / command_id (and position_id when there
+    is one): done at info without a reason, rejected and failed at warning with it."""
+    repo = Repository(pool)
+    [opened, broken] = await _insert_signals(repo, 2)
+    refused = await repo.insert_command("close_position", {"position_id": 9}, "main")
+    handler = ScriptedHandler(
+        {
+            ("signal", opened): Outcome(DONE, None, {"status": "active"}, 42),
+            ("signal", broken): Outcome(FAILED, "venue: paper: no price"),
+            ("command", refused): Outcome(REJECTED, "position_id: no such position"),
+        }
+    )
+    listener = _listener(pool, handler)
+    with capture_logs() as logs:
+        running = asyncio.create_task(listener.run())
+        while listener.handled < 3:  # noqa: ASYNC110 - the listener has no "handled" event
+            await asyncio.sleep(0.01)
+        listener.stop()
+        await asyncio.wait_for(running, 10)
+    outcomes = [
+        {k: v for k, v in e.items() if k != "timestamp"}
+        for e in logs
+        if e["event"].startswith(("signal_", "command_"))
+    ]
+    assert [
+        {"event": "signal_done", "log_level": "info", "signal_id": opened, "position_id": 42},
+        {
+            "event": "signal_failed",
+            "log_level": "warning",
+            "signal_id": broken,
+            "reason": "venue: paper: no price",
+        },
+        {
+            "event": "command_rejected",
+            "log_level": "warning",
+            "command_id": refused,
+            "reason": "position_id: no such position",
+        },
+    ] == outcomes

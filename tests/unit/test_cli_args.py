@@ -3,12 +3,15 @@ input is one line naming the argument, exit 2, before anything else happens."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
+import structlog
 
 from cli.app import build_parser, main
+from cli.arguments import InputError
 from cli.requests import (
     cancel_order_payload,
     close_position_payload,
@@ -132,6 +135,15 @@ BAD_INPUT = [
     (["signal", "--symbol", BTC, "--side", "long"], "--amount"),
     (["signal", "--symbol", BTC, "--side", "buy", "--amount", "1"], "--side"),
     (["signal", "--symbol", "", "--side", "long", "--amount", "1"], "--symbol"),
+    (["signal", "--symbol", "BTC/USDT", "--side", "long", "--amount", "1"], "--symbol"),
+    (["signal", "--symbol", "BTC/USDT:", "--side", "long", "--amount", "1"], "--symbol"),
+    (["signal", "--symbol", "BTC'--", "--side", "long", "--amount", "1"], "--symbol"),
+    (["order", "place", "--symbol", "x;y", "--side", "buy", "--type", "limit",
+      "--amount", "1", "--price", "5"], "--symbol"),
+    (["signal", "--symbol", BTC, "--side", "long", "--amount", "1", "--stop-loss", "-2%"],
+     "--stop-loss"),
+    (["signal", "--symbol", BTC, "--side", "long", "--amount", "1", "--take-profit", "-.5"],
+     "--take-profit"),
     (["signal", "--symbol", BTC, "--side", "long", "--amount", "1", "--stop-loss", "abc%"],
      "--stop-loss"),
     (["signal", "--symbol", BTC, "--side", "long", "--amount", "1", "--stop-loss", "150%"],
@@ -188,3 +200,113 @@ def test_bad_input_is_one_line_naming_the_argument_and_exit_2(
     assert 1 == len(err.strip().splitlines()), err
     assert argument in err
     assert err.startswith("main.py")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("-2%", "must be a percentage between 0 and 100, got '-2%'"),
+        ("-61000", "must be greater than 0, got '-61000'"),
+    ],
+)
+def test_negative_stop_loss_reaches_our_check(
+    value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--stop-loss -2%`` is judged as a value (not taken for an option): one line
+    saying what is wrong with it, exit 2."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["signal", "--symbol", BTC, "--side", "long", "--amount", "1", "--stop-loss", value])
+    assert (2, f"main.py signal: argument --stop-loss: {message}\n") == (
+        stopped.value.code,
+        capsys.readouterr().err,
+    )
+
+
+@pytest.mark.parametrize(
+    "symbol",
+    ["BTC/USDT:USDT", "BTCUSDT", "btc/usdt:usdt", "BTC/USDT:USDT-250627", "BTC-USDT-SWAP"],
+)
+def test_symbol_shapes_that_are_accepted(symbol: str) -> None:
+    """Unified symbols (dated ones too) and bare exchange ids pass the shape check."""
+    args = build_parser().parse_args(
+        ["signal", "--symbol", f" {symbol} ", "--side", "long", "--amount", "1"]
+    )
+    assert symbol == args.symbol
+
+
+@pytest.fixture
+def paper_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
+    """A paper deployment whose database refuses connections: a request that got past
+    its checks fails with exit 1 (database), one that did not exits 2."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("TRADER_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRADER_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("TRADER_DATABASE_URL", "postgresql://u@127.0.0.1:1/none")
+    monkeypatch.setenv("TRADER_SYMBOLS", "BTC/USDT:USDT,ETH/USDT:USDT")
+    yield
+    structlog.reset_defaults()  # the CLI pointed logging at this test's captured stderr
+
+
+PAPER_LIST = (
+    "BTC/USDT:USDT, DOGE/USDT:USDT, ETH/USDT:USDT, MNT/USDT:USDT, SOL/USDT:USDT, XRP/USDT:USDT"
+)
+
+
+@pytest.mark.usefixtures("paper_env")
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["signal", "--symbol", "NOPE", "--side", "long", "--amount", "1"],
+         f"main.py signal: argument --symbol: 'NOPE' is not a market of the paper venue "
+         f"(it lists {PAPER_LIST})"),
+        (["signal", "--symbol", "SOL/USDT:USDT", "--side", "long", "--amount", "1"],
+         "main.py signal: argument --symbol: 'SOL/USDT:USDT' is not among the symbols this "
+         "daemon trades (TRADER_SYMBOLS=BTC/USDT:USDT,ETH/USDT:USDT)"),
+        (["order", "place", "--symbol", "NOPEUSDT", "--side", "buy", "--type", "limit",
+          "--amount", "1", "--price", "5"],
+         f"main.py order place: argument --symbol: 'NOPEUSDT' is not a market of the paper "
+         f"venue (it lists {PAPER_LIST})"),
+    ],
+)  # fmt: skip
+def test_unknown_market_is_refused_before_anything_is_queued(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A symbol the paper venue does not list, or the feed does not price, exits 2 naming
+    --symbol, without touching the database."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert (2, line + "\n") == (stopped.value.code, capsys.readouterr().err)
+
+
+@pytest.mark.usefixtures("paper_env")
+@pytest.mark.parametrize("symbol", ["BTC/USDT:USDT", "ethusdt", "ETHUSDT"])
+def test_known_market_passes_on_to_the_database(
+    symbol: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A listed, priced market passes the checks (and then meets the refused database)."""
+    code = main(["signal", "--symbol", symbol, "--side", "long", "--amount", "0.01"])
+    assert (1, "database: ") == (code, capsys.readouterr().err[:10])
+
+
+def test_live_venue_checks_against_trader_symbols_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a ccxt venue the CLI knows only TRADER_SYMBOLS (it never calls the exchange):
+    those, unified or bare, pass; anything else is an input error naming --symbol."""
+    from cli.requests import check_symbol
+    from config.settings import load_settings
+
+    monkeypatch.delenv("TRADER_PAPER_MARKETS_FILE", raising=False)
+    settings = load_settings(exchange="bybit", symbols="BTC/USDT:USDT,SOLUSDT")
+    for ok in ("BTC/USDT:USDT", "btcusdt", "SOLUSDT", "SOL/USDT:USDT"):
+        check_symbol(ok, settings)
+    with pytest.raises(InputError) as refused:
+        check_symbol("ETH/USDT:USDT", settings)
+    assert (
+        "argument --symbol: 'ETH/USDT:USDT' is not among the symbols this daemon trades "
+        "(TRADER_SYMBOLS=BTC/USDT:USDT,SOLUSDT)"
+    ) == str(refused.value)

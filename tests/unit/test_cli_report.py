@@ -69,8 +69,39 @@ def test_text_report_shows_every_figure() -> None:
         "total P&L       15",
         "fees            1.2",
         "max drawdown    10",
-        "2026-05-07       6      3   15   1.2          15",
+        "2026-05-07      6      3   15   1.2          15",
     ):
         assert expected in text.splitlines()
     assert Decimal("1.2") == report["fees"]
     assert "total_fees" not in report
+
+
+def test_daily_column_counts_fills_not_trades() -> None:
+    """The daily table counts executions (entry and exit are two) and says FILLS, in the
+    text and in JSON, so it never reads as a second, different count of trades."""
+    summary = {"trades": 1, "closed_positions": 1, "rolled_back_positions": 0, "wins": 0,
+               "losses": 1, "total_fees": Decimal("0.5")}  # fmt: skip
+    days = [
+        {
+            "day": date(2026, 5, 7),
+            "trades": 2,
+            "exits": 1,
+            "realized_pnl": Decimal("-10"),
+            "fees": Decimal("0.5"),
+            "cumulative_pnl": Decimal("-10"),
+        }
+    ]
+    report = build_report("main", None, UNTIL, summary, days)
+    lines = format_report(report).splitlines()
+    assert "trades          1 (1 closed, 0 rolled back)" in lines
+    assert "DAY         FILLS  EXITS  P&L  FEES  CUMULATIVE" in lines
+    assert [
+        {
+            "day": date(2026, 5, 7),
+            "fills": 2,
+            "exits": 1,
+            "realized_pnl": Decimal("-10"),
+            "fees": Decimal("0.5"),
+            "cumulative_pnl": Decimal("-10"),
+        }
+    ] == report["daily"]

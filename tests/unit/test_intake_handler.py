@@ -7,6 +7,7 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -170,11 +171,55 @@ async def test_signal_for_another_account_is_rejected() -> None:
     assert (REJECTED, True) == (outcome.status, "account" in (outcome.reason or ""))
 
 
-async def test_huge_amount_is_rejected_for_margin_not_crashing() -> None:
-    """An absurd amount is refused by the venue's margin check, as a failure with a reason."""
+async def test_huge_amount_never_opens_a_position() -> None:
+    """An absurd amount ends refused with a reason and leaves no position."""
     stack = build_stack()
     outcome = await handler(stack).signal(
         {"symbol": BTC, "side": "long", "amount": str(Decimal("1e12"))}
     )
-    assert outcome.status in (REJECTED, FAILED)
-    assert outcome.reason
+    assert (True, True, 0) == (
+        outcome.status in (REJECTED, FAILED),
+        bool(outcome.reason),
+        len(stack.book),
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs a pre-trade margin / maximum check in AtomicPositionManager."
+    "open_position_atomic (core/atomic_position_manager.py): today the venue refuses the "
+    "entry, so the outcome is failed after an order was sent",
+)
+async def test_huge_amount_is_rejected_before_any_order() -> None:
+    """1e12 BTC is more than the free balance can margin: rejected at validation, naming
+    the amount, with no order created or sent."""
+    stack = build_stack()
+    outcome = await handler(stack).signal({"symbol": BTC, "side": "long", "amount": "1e12"})
+    assert (REJECTED, True, {}) == (
+        outcome.status,
+        (outcome.reason or "").startswith("amount"),
+        stack.latest_orders(),
+    )
+
+
+async def test_numbers_in_a_reason_read_as_written() -> None:
+    """A numeric value in a reason is shown plainly (150, not Decimal('150'))."""
+    outcome = await handler(build_stack()).signal(
+        {"symbol": BTC, "side": "long", "amount": Decimal("0.01"),
+         "stop_loss_percent": Decimal("150")}
+    )  # fmt: skip
+    assert (REJECTED, "stop_loss_percent: must be a percentage between 0 and 100 (got 150)") == (
+        outcome.status,
+        outcome.reason,
+    )
+
+
+async def test_hostile_text_in_a_reason_stays_quoted_and_escaped() -> None:
+    """A string value keeps its quotes and escapes, so it cannot pose as the message."""
+    outcome = await handler(build_stack()).signal(
+        {"symbol": BTC, "side": "long", "amount": "0.01", "entry_type": "x'\n-- ok"}
+    )
+    assert (REJECTED, "entry_type: must be 'market' or 'limit' (got \"x'\\n-- ok\")") == (
+        outcome.status,
+        outcome.reason,
+    )

@@ -126,3 +126,38 @@ def test_cli_prints_one_line_for_a_bad_setting_and_exits_1(tmp_path: Path) -> No
     assert 1 == len(lines), lines
     assert lines[0].startswith("TRADER_STOP_LOSS_PERCENT")
     assert "topsecretkey123" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_log_format_setting_picks_json_or_key_value_lines(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """TRADER_LOG_FORMAT=json gives one JSON object per line, console gives readable
+    key=value lines, whatever stdout is; the daemon's start-up applies it."""
+    import json
+
+    import structlog
+
+    from cli.service import setup
+
+    monkeypatch.setenv("TRADER_LOG_FORMAT", fmt)
+    settings = load_settings()
+    try:
+        setup(settings)
+        structlog.configure(cache_logger_on_first_use=False)
+        structlog.get_logger("t").info("order_placed", client_order_id="td-main-p7-sl-1")
+    finally:
+        structlog.reset_defaults()
+    [line] = capsys.readouterr().out.splitlines()
+    if fmt == "json":
+        parsed = json.loads(line)
+        assert ("order_placed", "td-main-p7-sl-1", "info") == (
+            parsed["event"],
+            parsed["client_order_id"],
+            parsed["level"],
+        )
+    else:
+        assert (False, True) == (
+            line.startswith("{"),
+            "order_placed client_order_id=td-main-p7-sl-1" in line,
+        )
