@@ -26,6 +26,16 @@ from core.intake import DONE, FAILED, IntakeHandler, Outcome
 from database.pool import is_unavailable
 from database.repository import Repository
 
+# Everything that says "this connection (or the server behind it) failed", as opposed to
+# a bug: worth a retry on a fresh connection, never worth stopping the daemon for.
+_CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
 log = structlog.get_logger("intake")
 CHANNEL = "trader_intake"
 
@@ -76,7 +86,7 @@ class IntakeListener:
             while not self._stopping.is_set():
                 try:
                     worked = await self._drain_once()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except _CONNECTION_ERRORS as exc:
                     if not is_unavailable(exc) and not isinstance(exc, OSError):
                         log.error("intake_error", error=repr(exc))
                     worked = False
@@ -133,7 +143,7 @@ class IntakeListener:
                     result = dict(outcome.result)
                     await self._repo.finish_command(row_id, outcome.status, outcome.reason, result)
                 break
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except _CONNECTION_ERRORS as exc:
                 log.warning("intake_outcome_retry", error=type(exc).__name__, **ids)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -157,16 +167,25 @@ class IntakeListener:
             delay = 0.5
             lost = asyncio.Event()
             on_notify, on_lost = self._callbacks(lost)
+            broken = False
             try:
                 conn.add_termination_listener(on_lost)
                 await conn.add_listener(CHANNEL, on_notify)
                 self._wake.set()  # catch up on anything inserted while not listening
                 await lost.wait()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except _CONNECTION_ERRORS as exc:
+                # Includes a connection the pool handed back in a bad protocol state after
+                # a server restart ("another operation is in progress"): drop it, take
+                # another. Losing the listener must never take the daemon down.
+                broken = True
                 log.warning("intake_listen_lost", error=type(exc).__name__)
+                await asyncio.sleep(delay)
             finally:
                 with contextlib.suppress(Exception):
-                    await conn.remove_listener(CHANNEL, on_notify)
+                    if broken:
+                        conn.terminate()
+                    else:
+                        await conn.remove_listener(CHANNEL, on_notify)
                 with contextlib.suppress(Exception):
                     await self._pool.release(conn, timeout=2)
 

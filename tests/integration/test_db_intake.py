@@ -256,3 +256,85 @@ async def test_outcome_lines_name_the_request_and_warn_when_refused(pool: asyncp
             "reason": "position_id: no such position",
         },
     ] == outcomes
+
+
+class FlakyListenPool:
+    """The pool, except that the first connection awaited from it (the listener's; the
+    repository uses ``async with``) fails LISTEN the way a connection left in a bad
+    protocol state by a server restart does."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self.failed = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def acquire(self, *args: Any, **kwargs: Any) -> Any:
+        return _Acquire(self, self._pool.acquire(*args, **kwargs))
+
+    def spoil(self, conn: Any) -> Any:
+        if self.failed:
+            return conn
+        self.failed += 1
+        return _BadListen(conn)
+
+    async def release(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        inner = conn.conn if isinstance(conn, _BadListen) else conn
+        return await self._pool.release(inner, *args, **kwargs)
+
+
+class _BadListen:
+    """A pooled connection whose LISTEN fails with asyncpg's InternalClientError."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    async def add_listener(self, *_: Any) -> None:
+        raise asyncpg.InternalClientError(
+            "cannot switch to state 11; another operation (2) is in progress"
+        )
+
+
+class _Acquire:
+    def __init__(self, owner: FlakyListenPool, inner: Any) -> None:
+        self._owner, self._inner = owner, inner
+
+    def __await__(self) -> Any:
+        return self._spoiled().__await__()
+
+    async def _spoiled(self) -> Any:
+        return self._owner.spoil(await self._inner)
+
+    async def __aenter__(self) -> Any:
+        return await self._inner.__aenter__()
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._inner.__aexit__(*exc)
+
+
+async def test_a_broken_listen_connection_is_replaced_and_intake_keeps_running(
+    pool: asyncpg.Pool,
+) -> None:
+    """LISTEN failing with asyncpg's InternalClientError does not end the intake: the
+    listener takes a fresh connection and a NOTIFY still wakes it (polling is off)."""
+    flaky = FlakyListenPool(pool)
+    handler = ScriptedHandler()
+    intake = IntakeListener(flaky, handler, "main", poll_interval_s=3600)  # type: ignore[arg-type]
+    running = asyncio.create_task(intake.run())
+    try:
+        await asyncio.sleep(1.5)  # the first LISTEN fails, the second takes
+        [signal] = await _insert_signals(Repository(pool), 1)
+        for _ in range(100):
+            if handler.seen:
+                break
+            await asyncio.sleep(0.05)
+        assert (1, [("signal", signal)], False) == (flaky.failed, handler.seen, running.done())
+    finally:
+        intake.stop()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
