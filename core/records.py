@@ -10,7 +10,7 @@ retried after a lost reply, writes each row once:
 
 - ``orders`` / ``positions``: upsert by ``client_order_id`` / ``id``, newest ``version`` wins;
 - ``order_events`` / ``events``: ``event_key`` unique;
-- ``trades``: ``(exchange, symbol, trade_id)`` unique;
+- ``trades``: ``(account, exchange, symbol, trade_id)`` unique;
 - ``position_updates``: ``(position_id, ts)`` unique.
 """
 
@@ -135,12 +135,13 @@ def trade_record(
     signal_id: int | None = None,
     realized_pnl: Decimal | None = None,
 ) -> AuditRecord:
-    """One execution (``monitoring.trades``, unique by venue trade id)."""
+    """One execution (``monitoring.trades``, unique by account and venue trade id)."""
     return AuditRecord(
         RecordKind.TRADE,
         {
             "signal_id": signal_id,
             "position_id": order.position_id,
+            "account": order.account,
             "exchange": order.exchange,
             "symbol": order.symbol,
             "side": order.side.value,

@@ -151,10 +151,10 @@ TABLES: Mapping[RecordKind, TableSpec] = {
         ),
         _spec(
             RecordKind.TRADE,
-            """signal_id position_id exchange symbol side order_type quantity price
-            executed_qty average_price order_id client_order_id trade_id status fee
+            """signal_id position_id account exchange symbol side order_type quantity
+            price executed_qty average_price order_id client_order_id trade_id status fee
             fee_currency realized_pnl executed_at""",
-            ("exchange", "symbol", "trade_id"),
+            ("account", "exchange", "symbol", "trade_id"),
         ),
         _spec(
             RecordKind.POSITION_UPDATE,
@@ -329,7 +329,8 @@ class Repository:
         return await self.write(RecordKind.ORDER_EVENT, row)
 
     async def insert_trade(self, row: Mapping[str, Any]) -> bool:
-        """Insert one execution; a trade already known (exchange, symbol, trade_id) is kept."""
+        """Insert one execution; a trade already known (account, exchange, symbol, trade_id)
+        is kept."""
         return await self.write(RecordKind.TRADE, row)
 
     async def upsert_position(self, row: Mapping[str, Any]) -> bool:

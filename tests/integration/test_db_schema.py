@@ -23,6 +23,7 @@ from core.models import (
     Side,
 )
 from core.records import (
+    RecordKind,
     event_record,
     order_event_record,
     order_record,
@@ -296,3 +297,25 @@ async def test_an_orders_price_source_is_stored_and_checked(pool: asyncpg.Pool) 
             "UPDATE monitoring.orders SET price_source = 'index' WHERE client_order_id = $1",
             "td-main-p1-mo-1",
         )
+
+
+async def test_the_same_trade_id_in_two_accounts_is_two_executions(pool: asyncpg.Pool) -> None:
+    """Two accounts' paper venues both number from pt-1 (and one trade between two of our
+    accounts has one id on both sides): each account keeps its execution; a repeat in
+    one account is still ignored; a row without an account takes its order's."""
+    repo = Repository(pool)
+    fill = Fill("pt-1", Decimal(50000), Decimal("0.5"), ts=T0)
+    for account in ("main", "other"):
+        await repo.write(
+            RecordKind.ORDER,
+            order_record(order(f"td-{account}-m1-mo-1", None, account=account)).row,
+        )
+        row = trade_record(order(f"td-{account}-m1-mo-1", None, account=account), fill).row
+        assert await repo.write(RecordKind.TRADE, row)
+        assert not await repo.write(RecordKind.TRADE, row)
+    legacy = dict(trade_record(order("td-main-m1-mo-1", None), fill).row)
+    legacy.pop("account")
+    legacy["trade_id"] = "pt-2"
+    await repo.write(RecordKind.TRADE, legacy)
+    rows = await pool.fetch("SELECT account, trade_id FROM monitoring.trades ORDER BY id")
+    assert [("main", "pt-1"), ("other", "pt-1"), ("main", "pt-2")] == [tuple(r) for r in rows]
