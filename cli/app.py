@@ -99,6 +99,13 @@ def _order_parsers(sub: Any) -> None:
     place.add_argument("--reduce-only", action="store_true")
     place.add_argument("--position", type=value.positive_int, metavar="ID")
     place.add_argument("--native", action="store_true", help="rest on the exchange")
+    place.add_argument(
+        "--price-source",
+        type=value.lower,
+        choices=("last", "mark", "quote"),
+        help="the price an emulated order watches: last trade (default), mark, or quote "
+        "(ask for a buy, bid for a sell)",
+    )
     _wait(place)
     place.set_defaults(parser=place)
     cancel = actions.add_parser("cancel", help="cancel an order")

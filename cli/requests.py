@@ -69,6 +69,7 @@ ORDER_OPTIONS = {
     "reduce_only": "--reduce-only",
     "native": "--native",
     "position_id": "--position",
+    "price_source": "--price-source",
 }
 
 
@@ -188,6 +189,7 @@ def place_order_payload(args: argparse.Namespace) -> dict[str, Any]:
         "activation_price": args.activation_price,
         "expires_in": args.expires_in,
         "position_id": args.position,
+        "price_source": args.price_source,
     }
     payload.update({k: v for k, v in optional.items() if v is not None})
     _checked(parse_order_request, payload, ORDER_OPTIONS)

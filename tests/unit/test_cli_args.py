@@ -115,6 +115,14 @@ def test_order_place_trailing_and_native_limit() -> None:
     assert (True, "50000", "LIMIT") == (native["native"], native["price"], native["type"])
 
 
+def test_order_place_price_source() -> None:
+    """``--price-source mark`` travels in the payload; absent, the daemon uses the last
+    trade."""
+    marked = _order("--type", "stop_market", "--trigger-price", "51000", "--price-source", "MARK")
+    assert "mark" == marked["price_source"]
+    assert "price_source" not in _order("--type", "stop_market", "--trigger-price", "51000")
+
+
 def test_cancel_and_close_payloads() -> None:
     """``order cancel REF`` and ``close ID`` carry the reference and the id."""
     parser = build_parser()
@@ -178,6 +186,10 @@ BAD_INPUT = [
       "--price", "5", "--expires-in", "soon"], "--expires-in"),
     (["order", "place", "--symbol", BTC, "--side", "buy", "--type", "limit", "--amount", "1",
       "--price", "5", "--position", "-3"], "--position"),
+    (["order", "place", "--symbol", BTC, "--side", "buy", "--type", "stop_market",
+      "--amount", "1", "--trigger-price", "5", "--price-source", "index"], "--price-source"),
+    (["order", "place", "--symbol", BTC, "--side", "buy", "--type", "limit", "--amount", "1",
+      "--price", "5", "--native", "--price-source", "mark"], "--price-source"),
     (["order", "cancel", ""], "ORDER_ID|CLIENT_ORDER_ID"),
     (["close", "abc"], "POSITION_ID"),
     (["close", "0"], "POSITION_ID"),
