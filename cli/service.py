@@ -440,6 +440,8 @@ def build_core(settings: Settings, venue: ExchangeAdapter, journal: Journal, ids
             trailing_activation_pct=settings.trailing_activation_percent,
             trailing_callback_pct=settings.trailing_callback_percent,
             stop_tries=settings.stop_retries,
+            stop_move_min_ticks=settings.stop_move_min_ticks,
+            stop_move_interval_s=settings.stop_move_interval_s,
         ),
         last_price=prices.price,
     )

@@ -8,6 +8,7 @@ line or an error message by accident.
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -82,6 +83,10 @@ class Settings(BaseSettings):
     audit_batch_size: int = 5000
     audit_queue_size: int = 100_000
     stop_retries: int = 3
+    # A protective stop moves (break-even, trailing) only when it improves by at least
+    # this many ticks, and at most once per this many seconds.
+    stop_move_min_ticks: int = 1
+    stop_move_interval_s: float = 1.0
 
     # -- validators ------------------------------------------------------------------
     @field_validator("database_url")
@@ -238,7 +243,14 @@ class Settings(BaseSettings):
             raise ValueError("must be > 0 seconds")
         return value
 
-    @field_validator("audit_batch_size", "audit_queue_size", "stop_retries")
+    @field_validator("stop_move_interval_s")
+    @classmethod
+    def _move_interval(cls, value: float) -> float:
+        if not math.isfinite(value) or value < 0:
+            raise ValueError("must be a finite number of seconds >= 0")
+        return value
+
+    @field_validator("audit_batch_size", "audit_queue_size", "stop_retries", "stop_move_min_ticks")
     @classmethod
     def _positive_int(cls, value: int) -> int:
         if value < 1:

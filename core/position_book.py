@@ -100,8 +100,24 @@ class LivePosition:
 
     def live_orders(self) -> list[Order]:
         """Orders of this position that may still rest on the venue."""
+        return [o for o in self.all_orders() if not o.status.is_terminal]
+
+    def all_orders(self) -> list[Order]:
+        """Every order of this position we know: entry, stop, take-profit, and the rest
+        (moved or lost stops, closes and rollbacks, exits the venue made without us)."""
         orders = [self.entry, self.stop, self.take_profit, *self.retired]
-        return [o for o in orders if o is not None and not o.status.is_terminal]
+        return [o for o in orders if o is not None]
+
+    def replace_order(self, old: Order, new: Order) -> None:
+        """Put ``new`` (a later snapshot of ``old``) in ``old``'s place."""
+        if self.stop is old:
+            self.stop = new
+        elif self.take_profit is old:
+            self.take_profit = new
+        elif self.entry is old:
+            self.entry = new
+        else:
+            self.retired = [new if o is old else o for o in self.retired]
 
 
 class PositionBook:

@@ -9,8 +9,10 @@ happen on the venue, and the close.
   there is no instant without a stop (failure mode 9); a stop that would fire at once
   becomes a market close.
 - ``sync`` asks the venue about the position's orders: a stop or take-profit that filled
-  closes the position with the real exit; a growing entry gets its stop resized; a stop
-  that vanished is replaced at once.
+  closes the position with the real exit; a growing entry gets its stop and take-profit
+  resized, at prices computed from the averaged fill; a stop that vanished is replaced
+  at once; an entry whose submit went unanswered is looked up again; a position that
+  holds a quantity without a working stop (an interrupted open) is protected.
 - ``on_tick`` marks positions to the price, samples them (throttled) and returns the stop
   moves that break-even or trailing call for; the caller runs them as tasks.
 """
@@ -32,9 +34,14 @@ from core.positions import mark, stop_is_through, stop_target
 from core.prices import PriceBoard
 from core.records import Severity
 from core.retry import retry_transient
+from core.signals import Protection
 from exchanges.base import ExchangeAdapter, ExchangeError, ExchangeOrder
 
 SAMPLE_INTERVAL = timedelta(seconds=5)
+
+_OPENING = frozenset(
+    {PositionStatus.PENDING_ENTRY, PositionStatus.ENTRY_PLACED, PositionStatus.PENDING_SL}
+)
 
 
 _EXIT_REASON = {OrderPurpose.STOP_LOSS: "stop_loss", OrderPurpose.TAKE_PROFIT: "take_profit"}
@@ -121,10 +128,14 @@ class PositionLifecycle:
         new = await self._apm.place_stop(live, price, position.quantity)
         live.last_stop_move = utcnow()
         if new is None:
+            covered = (
+                old is not None and not old.status.is_terminal and old.amount >= position.quantity
+            )
             self._journal.event(
                 "stop_move_failed",
-                f"could not move the stop to {price}; the old stop stays",
-                severity=Severity.WARNING,
+                f"could not move the stop to {price}; the old stop stays"
+                + ("" if covered else f" and does not cover {position.quantity}"),
+                severity=Severity.WARNING if covered else Severity.CRITICAL,
                 position_id=live.id,
             )
             return
@@ -187,7 +198,21 @@ class PositionLifecycle:
             self._apm.entry_fills(live, cancelled)
         self._set(live, "closing", status=PositionStatus.CLOSING)
         if live.position.quantity > 0:
-            await self._apm.flatten(live, OrderPurpose.EXIT)
+            try:
+                await self._apm.flatten(live, OrderPurpose.EXIT)
+            except ExchangeError as exc:
+                # Still held (our fills say so, whatever the positions endpoint shows).
+                # The stop, if any, stays; reconciliation retries the close.
+                stop = live.stop
+                guard = "its stop stays" if stop and not stop.status.is_terminal else "NO STOP"
+                self._journal.event(
+                    "close_failed",
+                    f"close did not complete, {live.position.quantity} still held"
+                    f" ({guard}); retrying at reconciliation: {exc}",
+                    severity=Severity.CRITICAL,
+                    position_id=live.id,
+                )
+                raise
         await self._cancel_all(live)
         return self._apm.finish(live, PositionStatus.CLOSED, reason)
 
@@ -246,11 +271,21 @@ class PositionLifecycle:
                 for o in watched
             )
             entry_working = live.entry is not None and not live.entry.status.is_terminal
-            naked = live.position.status is PositionStatus.ACTIVE and (
-                live.stop is None or live.stop.status.is_terminal
+            stop = live.stop
+            held = live.position.quantity > 0
+            # Naked: holding without a working stop, whether active or still opening (an
+            # open interrupted between its entry and its stop); short: a stop smaller
+            # than what is held.
+            naked = held and (stop is None or stop.status.is_terminal)
+            naked = naked and live.position.status in (PositionStatus.ACTIVE, *_OPENING)
+            short = (
+                held
+                and stop is not None
+                and not stop.status.is_terminal
+                and stop.amount < live.position.quantity
             )
             leftovers = any(not o.status.is_terminal for o in live.retired)
-            if moved or entry_working or naked or leftovers:
+            if moved or entry_working or naked or short or leftovers:
                 try:
                     await self.sync(live.id)
                 except ExchangeError as exc:
@@ -278,14 +313,37 @@ class PositionLifecycle:
             await self._follow_entry(live)
         for order in [o for o in live.retired if not o.status.is_terminal]:
             await self._cancel(live, order)  # a stop left behind by a move (failure mode 8)
+        if self._book.get(live.id) is not live:
+            return  # finished while following the entry (it never reached the venue)
         if exit_by is not None and live.position.quantity == 0:
             await self._cancel_all(live)
             self._apm.finish(live, PositionStatus.CLOSED, exit_by)
             return
-        if live.position.status is PositionStatus.ACTIVE and live.position.quantity > 0:
-            stop = live.stop
+        if live.position.quantity == 0:
+            return
+        stop = live.stop
+        if live.position.status in _OPENING:
+            if stop is None or stop.status.is_terminal:
+                # Holding, still opening, no working stop: an open that was interrupted,
+                # or an entry found filled late. Protect it (or roll it back) now.
+                self._journal.event(
+                    "protecting",
+                    "position holds a quantity without a stop while opening; placing one",
+                    severity=Severity.WARNING,
+                    position_id=live.id,
+                    quantity=live.position.quantity,
+                )
+                await self._apm.protect(live)
+            return
+        if live.position.status is PositionStatus.ACTIVE:
             if stop is None or (stop.status.is_terminal and stop.status is not OrderStatus.FILLED):
                 await self._replace_lost_stop(live)
+            elif (
+                not stop.status.is_terminal
+                and stop.amount < live.position.quantity
+                and live.position.stop_loss_price is not None
+            ):
+                await self._move_stop_locked(live, live.position.stop_loss_price, "resized")
 
     async def _refresh(self, live: LivePosition, order: Order) -> Update | None:
         try:
@@ -302,25 +360,67 @@ class PositionLifecycle:
 
     async def _follow_entry(self, live: LivePosition) -> None:
         """A resting or partly filled entry: protect what filled, resize as it grows."""
-        assert live.entry is not None
-        update = await self._refresh(live, live.entry)
-        if update is None:
+        entry = live.entry
+        assert entry is not None
+        if entry.status is OrderStatus.SUBMITTED and entry.exchange_order_id is None:
+            # A submit the venue never answered (failure mode 14): by client id, by the
+            # account's fills, by the venue position; critical while unresolved.
+            update = await self._apm.resolve_entry(live)
+        else:
+            update = await self._refresh(live, entry)
+        if update is None or self._book.get(live.id) is not live:
             return
         live.entry = update.order
-        if live.entry_from_venue:
-            # Already counted from the venue position: record the trades, add nothing.
-            for fill in update.fills:
-                self._journal.fill(update.order, fill, signal_id=live.position.signal_id)
-            return
-        before = live.position.quantity
+        if update.order.exchange_order_id and live.position.exchange_order_id is None:
+            self._set(live, "entry_found", exchange_order_id=update.order.exchange_order_id)
+        before, average = live.position.quantity, live.position.entry_price
         self._apm.entry_fills(live, update)
         if live.position.quantity == before:
             return
-        if live.stop is None:
+        if live.stop is None or live.position.status in _OPENING:
             await self._apm.protect(live)
             return
-        assert live.position.stop_loss_price is not None
-        await self._move_stop_locked(live, live.position.stop_loss_price, "entry_grew")
+        await self._entry_grew(live, average)
+
+    async def _entry_grew(self, live: LivePosition, previous_average: Decimal | None) -> None:
+        """More of the entry filled: the stop and take-profit cover the new quantity, at
+        prices computed from the new averaged fill (a stop a rule has moved since, by
+        break-even or trailing, keeps its better level)."""
+        position = live.position
+        assert position.entry_price is not None
+        plan: Protection | None = None
+        before: Protection | None = None
+        try:
+            plan = self._apm.plan_for(live, position.entry_price)
+            if previous_average is not None:
+                before = self._apm.plan_for(live, previous_average)
+        except ValidationError:
+            pass  # no stop computable (no default): keep the stop's price, resize it
+        stop_price = position.stop_loss_price
+        if plan is not None and (
+            stop_price is None or before is None or stop_price == before.stop_loss
+        ):
+            stop_price = plan.stop_loss
+        assert stop_price is not None
+        await self._move_stop_locked(live, stop_price, "entry_grew")
+        if self._book.get(live.id) is not live or plan is None or plan.take_profit is None:
+            return
+        await self._resize_take_profit(live, plan.take_profit)
+
+    async def _resize_take_profit(self, live: LivePosition, trigger: Decimal) -> None:
+        """Replace the take-profit by one for the open quantity at ``trigger``. Not
+        protection, so the old one goes first: two would close more than intended."""
+        old = live.take_profit
+        quantity = live.position.quantity
+        if old is not None and not old.status.is_terminal:
+            if old.amount == quantity and old.trigger_price == trigger:
+                return
+            await self._cancel(live, old)
+            if self._book.get(live.id) is not live:
+                return  # it filled while being cancelled: that closed the position
+            if live.take_profit is not None and not live.take_profit.status.is_terminal:
+                return  # the cancel did not go through; keep it rather than add a second
+        await self._apm.place_take_profit(live, trigger)
 
     async def _replace_lost_stop(self, live: LivePosition) -> None:
         """The stop is gone (cancelled on the venue by someone else): protect at once."""

@@ -16,12 +16,18 @@ rules of DESIGN.md section 7, every action an event:
 
 When the positions endpoint and our orders disagree (a lagging endpoint), the orders win:
 a reduce-only stop is placed for what our fills say we hold, and the venue's refusal of
-that stop is what proves the market flat.
+that stop is what proves the market flat. A position the venue shows flat while our
+orders say we hold it is looked up in the venue's fills since it opened: executions that
+closed it (a manual close, a liquidation) are recorded as its exit with realised P&L, and
+it is closed. Only when no such execution can be found, and the venue has shown it flat
+for ``flat_confirm_s`` (a lagging endpoint shows a fresh position flat for a while), is it
+closed without an exit, with a critical event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 
 from core.atomic_position_manager import AtomicPositionManager
@@ -68,6 +74,8 @@ class Reconciler:
         *,
         account: str,
         symbols: Sequence[str],
+        flat_confirm_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._adapter = adapter
         self._exec = executor
@@ -79,7 +87,10 @@ class Reconciler:
         self._account = account
         self._symbols = list(symbols)
         self._reported: set[str] = set()
-        self._flat_seen: set[int] = set()
+        # Position id -> when the venue first showed it flat while our fills say held.
+        self._flat_seen: dict[int, float] = {}
+        self._flat_confirm_s = flat_confirm_s
+        self._clock = clock
 
     # -- start-up ----------------------------------------------------------------------
     def restore(self, positions: Iterable[Position], orders: Iterable[Order]) -> None:
@@ -143,11 +154,11 @@ class Reconciler:
                 await self._finish_close(live, held)
             elif held > 0:
                 if venue == 0 and live.position.status is PositionStatus.ACTIVE:
-                    if self._flat_twice(live):
-                        await self._closed_elsewhere(live)
+                    if await self._closed_elsewhere(live):
                         return
+                    held = min(held, live.position.quantity)  # less any exit it found
                 else:
-                    self._flat_seen.discard(live.id)
+                    self._flat_seen.pop(live.id, None)
                 await self._protect(live, held)
             elif entered == 0:
                 if live.entry is not None and not live.entry.status.is_terminal:
@@ -158,32 +169,62 @@ class Reconciler:
             else:
                 await self._closed_on_venue(live)
 
-    def _flat_twice(self, live: LivePosition) -> bool:
-        """Our orders say we hold, the venue says flat. Once may be a lagging positions
-        endpoint; two passes in a row (a reconcile interval apart) is a position closed
-        on the venue by something else: a liquidation, a manual close, another tool."""
-        if live.id in self._flat_seen:
+    def _flat_for_long(self, live: LivePosition) -> bool:
+        """Our orders say we hold, the venue says flat, and no execution explains it. A
+        lagging positions endpoint shows a fresh position flat for a while; flat on two
+        passes at least ``flat_confirm_s`` apart is a position closed on the venue by
+        something whose executions we cannot see."""
+        now = self._clock()
+        first = self._flat_seen.get(live.id)
+        if first is not None and now - first >= self._flat_confirm_s:
             return True
-        self._flat_seen.add(live.id)
-        self._journal.event(
-            "venue_flat_suspected",
-            "the venue shows no position while our orders say we hold one; rechecking",
-            severity=Severity.WARNING,
-            position_id=live.id,
-        )
+        if first is None:
+            self._flat_seen[live.id] = now
+            self._journal.event(
+                "venue_flat_suspected",
+                "the venue shows no position while our orders say we hold one; rechecking",
+                severity=Severity.WARNING,
+                position_id=live.id,
+            )
         return False
 
-    async def _closed_elsewhere(self, live: LivePosition) -> None:
-        self._flat_seen.discard(live.id)
+    async def _closed_elsewhere(self, live: LivePosition) -> bool:
+        """The venue shows flat what our orders say we hold: find what closed it.
+
+        The venue's fills since the position opened are the evidence: executions on the
+        closing side that no order of ours made are recorded as the exit, with realised
+        P&L, and close the position. Without such evidence it is closed only once the
+        venue has shown it flat for long enough, with a critical event. Returns True
+        when the position was closed.
+        """
+        await self._apm.learn_exits(live)
+        if live.position.quantity == 0:
+            self._flat_seen.pop(live.id, None)
+            await self._cancel_leftovers(live)
+            self._journal.event(
+                "closed_elsewhere",
+                f"the venue closed this position outside the daemon at {live.position.exit_price};"
+                f" exit recorded from the venue's fills, realised P&L {live.position.realized_pnl}",
+                severity=Severity.WARNING,
+                position_id=live.id,
+            )
+            self._apm.finish(live, PositionStatus.CLOSED, "closed_on_venue")
+            return True
+        if not self._flat_for_long(live):
+            return False
+        self._flat_seen.pop(live.id, None)
         await self._cancel_leftovers(live)
         self._journal.event(
             "closed_elsewhere",
-            "the venue closed this position outside the daemon; exit price unknown here,"
-            " realised P&L not recorded — check the venue's history",
+            f"the venue closed this position outside the daemon and no execution of it can"
+            f" be found; {live.position.quantity} closed at an unknown price, realised P&L not"
+            " recorded — check the venue's history",
             severity=Severity.CRITICAL,
             position_id=live.id,
+            quantity=live.position.quantity,
         )
         self._apm.finish(live, PositionStatus.CLOSED, "closed_on_venue")
+        return True
 
     async def _venue_position(self, live: LivePosition) -> Decimal:
         """The venue's quantity on this market on our side (0 when flat or lagging)."""

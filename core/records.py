@@ -19,13 +19,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
 from core.models import Fill, Order, OrderStatus, Position
 from core.money import utcnow
+from core.positions import held_for, profit_pct, risk_pct
 
 
 class RecordKind(StrEnum):
@@ -197,13 +198,34 @@ def position_record(position: Position) -> AuditRecord:
     )
 
 
+_PCT = Decimal("0.000001")
+_MICRO = timedelta(microseconds=1)
+
+
+def position_metrics(position: Position, now: datetime) -> dict[str, Decimal | None]:
+    """What a person watching a position asks for, at ``now``: unrealised P&L in percent
+    of the entry price (gross, like ``unrealized_pnl``), time held in seconds, and the
+    risk level: distance from the price to the stop in percent of the price (None
+    without a stop or a price; negative once the price is through the stop)."""
+    price = position.current_price
+    pnl_pct = risk = None
+    if price is not None and position.entry_price:
+        pnl_pct = profit_pct(position, price).quantize(_PCT)
+    if price is not None:
+        distance = risk_pct(position, price)
+        risk = None if distance is None else distance.quantize(_PCT)
+    held = Decimal(held_for(position, now) // _MICRO) / 1_000_000
+    return {"unrealized_pnl_pct": pnl_pct, "held_s": held, "risk_pct": risk}
+
+
 def position_update_record(position: Position, ts: datetime | None = None) -> AuditRecord:
     """A price / P&L sample of an open position (``monitoring.position_updates``)."""
+    now = ts or utcnow()
     return AuditRecord(
         RecordKind.POSITION_UPDATE,
         {
             "position_id": position.id,
-            "ts": ts or utcnow(),
+            "ts": now,
             "price": position.current_price,
             "quantity": position.quantity,
             "unrealized_pnl": position.unrealized_pnl,
@@ -212,6 +234,7 @@ def position_update_record(position: Position, ts: datetime | None = None) -> Au
             "high_water_mark": position.high_water_mark,
             "low_water_mark": position.low_water_mark,
             "max_drawdown": position.max_drawdown,
+            **position_metrics(position, now),
         },
     )
 

@@ -12,6 +12,17 @@ session's staging tables; database/repository.py). Two ways:
 - :meth:`BatchWriter.write`: the careful path, one batch alone. A batch the database
   refuses (a constraint or data error) is split in halves until each bad record is
   alone; those go to ``on_refused``, every other row is written.
+
+Within a batch, a table's rows already known to this writer (updates) are merged before
+its new rows are inserted. Order matters for positions: the close of one position (an
+update) and the open of the next on the same market (a new row) often share a batch, and
+the partial unique index ``positions_one_open_per_market`` refuses the new open while
+the old row still says open. Updates first is record order for that pair: a position
+is always closed before the next one on its market is opened.
+
+Every batch task's outcome is retrieved when it ends, whoever waits for it, so a batch
+that rolled back because of the one before never surfaces as "Task exception was never
+retrieved".
 """
 
 from __future__ import annotations
@@ -46,6 +57,12 @@ class Aborted(Exception):
     """A batch rolled back because the one before it failed (it is written again)."""
 
 
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Mark a finished batch task's exception as seen (its Job reports the outcome)."""
+    if not task.cancelled():
+        task.exception()
+
+
 @dataclass(slots=True)
 class Job:
     """A batch in flight: its records, when its oldest was recorded, and its task.
@@ -63,6 +80,7 @@ class Job:
         """A batch that could not even start: it takes the careful path, in its turn."""
         task: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         task.set_exception(Aborted("not started"))
+        task.exception()  # retrieved: the caller reads the outcome through ``ok``
         sent = asyncio.Event()
         sent.set()
         return cls(records, oldest, task, sent)
@@ -118,6 +136,7 @@ class BatchWriter:
         self._slot ^= 1
         sent = asyncio.Event()
         task = asyncio.ensure_future(self._job(conn, groups, prev, sent))
+        task.add_done_callback(_retrieve)
         return Job(records, oldest, task, sent)
 
     async def _job(
@@ -186,10 +205,11 @@ class BatchWriter:
     async def _statements(self, conn: asyncpg.Connection, groups: Groups) -> None:
         timeout_s = self._write_timeout_s
         for spec, fresh, known in groups:
-            if fresh:
-                await write_fresh(conn, spec, fresh, timeout_s=timeout_s)
+            # Updates of known rows before new rows (see the module docstring).
             if known:
                 await write_staged(conn, spec, known, timeout_s=timeout_s)
+            if fresh:
+                await write_fresh(conn, spec, fresh, timeout_s=timeout_s)
 
     # -- connections -----------------------------------------------------------------
     async def _connection(self, slot: int = 0) -> asyncpg.Connection:

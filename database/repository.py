@@ -159,7 +159,7 @@ TABLES: Mapping[RecordKind, TableSpec] = {
         _spec(
             RecordKind.POSITION_UPDATE,
             """position_id ts price quantity unrealized_pnl realized_pnl stop_loss_price
-            high_water_mark low_water_mark max_drawdown""",
+            high_water_mark low_water_mark max_drawdown unrealized_pnl_pct held_s risk_pct""",
             ("position_id", "ts"),
         ),
         _spec(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
@@ -10,7 +12,8 @@ import asyncpg
 from core.atomic_position_manager import ApmConfig, AtomicPositionManager
 from core.execution import Executor
 from core.journal import Journal
-from core.models import Position
+from core.models import Position, Tick
+from core.money import utcnow
 from core.position_book import PositionBook
 from core.position_lifecycle import PositionLifecycle
 from core.prices import PriceBoard
@@ -95,3 +98,46 @@ async def test_rollback_is_recorded_with_the_exit_on_the_opposite_side(
     )
     assert [("sell", True)] == [tuple(r) for r in exits]
     assert 0 == await pool.fetchval("SELECT count(*) FROM monitoring.positions_without_stop")
+
+
+async def test_position_samples_carry_pnl_percent_time_held_and_risk(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A price sample of an open position lands in monitoring.position_updates with its
+    unrealised P&L in percent, seconds held and distance to the stop in percent."""
+    venue = PaperExchange(None)
+    venue.set_price(BTC, "50000")
+    prices = PriceBoard()
+    async with AuditWriter(pool, tmp_path / "spool") as audit:
+        journal = Journal(audit, "main")
+        executor = Executor(venue, journal, read_backoff=Backoff(tries=3, base_s=0.001))
+        book = PositionBook()
+        apm = AtomicPositionManager(
+            venue,
+            executor,
+            book,
+            CountingIds(7),
+            ApmConfig(account="main"),
+            last_price=prices.price,
+        )
+        lifecycle = PositionLifecycle(venue, executor, book, apm, prices)
+        position = await apm.open_position_atomic(long_signal())
+        assert position.entry_price is not None and position.stop_loss_price is not None
+        await asyncio.sleep(0.05)  # held for a moment
+        lifecycle.on_tick(Tick(BTC, Decimal("50500"), utcnow()))
+        await audit.flush(10)
+    row = await pool.fetchrow(
+        "SELECT ts, price, unrealized_pnl_pct, held_s, risk_pct FROM monitoring.position_updates"
+        " WHERE position_id = 7"
+    )
+    assert row is not None
+    pnl_pct = (Decimal(50500) - position.entry_price) * 100 / position.entry_price
+    risk = (Decimal(50500) - position.stop_loss_price) * 100 / Decimal(50500)
+    held = Decimal((row["ts"] - position.opened_at) // timedelta(microseconds=1)) / 1_000_000
+    assert (Decimal(50500), pnl_pct.quantize(Decimal("0.000001")), held) == (
+        row["price"],
+        row["unrealized_pnl_pct"],
+        row["held_s"],
+    )
+    assert Decimal("0.05") <= held < Decimal(5)
+    assert risk.quantize(Decimal("0.000001")) == row["risk_pct"]

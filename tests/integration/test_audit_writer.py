@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import resource
 import statistics
@@ -12,11 +13,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from core.records import AuditRecord, RecordKind
+from core.models import Position, PositionSide, PositionStatus
+from core.records import AuditRecord, RecordKind, position_record
 from database.audit import OVERFLOW_FILE, AuditWriter
+from database.batch_writer import BatchWriter
 from database.codec import encode_record
 from database.spool import DEAD_LETTER_FILE, Spool, SpoolError
-from tests.integration.audit_helpers import position_story
+from tests.integration.audit_helpers import T0, position_story
 
 EXPECTED_PER_STORY = {
     "positions": 1,
@@ -308,3 +311,76 @@ async def test_a_second_writer_on_one_spool_is_refused(pool: asyncpg.Pool, tmp_p
     async with AuditWriter(pool, tmp_path):
         with pytest.raises(SpoolError):
             await AuditWriter(pool, tmp_path).start()
+
+
+def market_position(pid: int, status: PositionStatus, version: int) -> AuditRecord:
+    """Position ``pid`` on one shared market, as a snapshot of the given version."""
+    return position_record(
+        Position(
+            pid,
+            "main",
+            "paper",
+            "BTC/USDT:USDT",
+            PositionSide.LONG,
+            status=status,
+            opened_at=T0,
+            updated_at=T0,
+            version=version,
+        )
+    )
+
+
+async def test_close_of_one_position_and_open_of_the_next_share_a_batch(
+    pool: asyncpg.Pool,
+) -> None:
+    """A batch holding the close of position 1 (an update of a row this writer wrote) and
+    the open of position 2 on the same market commits on the fast path: the update is
+    applied before the insert, so the one-open-position-per-market index is never hit."""
+    writer = BatchWriter(pool, on_refused=lambda rec, exc: None)
+    try:
+        first = await writer.launch(
+            [market_position(1, PositionStatus.ACTIVE, 3)], time.monotonic(), None
+        )
+        await asyncio.wait({first.task})
+        second = await writer.launch(
+            [
+                market_position(1, PositionStatus.CLOSED, 4),
+                market_position(2, PositionStatus.PENDING_ENTRY, 1),
+            ],
+            time.monotonic(),
+            first,
+        )
+        await asyncio.wait({second.task})
+        assert (True, True) == (first.ok, second.ok)
+    finally:
+        await writer.release()
+    rows = await pool.fetch("SELECT id, status FROM monitoring.positions ORDER BY id")
+    assert [(1, "closed"), (2, "pending_entry")] == [tuple(r) for r in rows]
+
+
+async def test_a_failed_batch_and_the_one_aborted_after_it_leave_no_unretrieved_error(
+    pool: asyncpg.Pool,
+) -> None:
+    """A batch the database refuses and the batch rolled back behind it: both outcomes are
+    retrieved, so asyncio never reports 'Task exception was never retrieved'."""
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, ctx: reported.append(str(ctx.get("message"))))
+    writer = BatchWriter(pool, on_refused=lambda rec, exc: None)
+    try:
+        bad = AuditRecord(
+            RecordKind.POSITION, {**market_position(1, PositionStatus.ACTIVE, 1).row, "side": "up"}
+        )
+        failing = await writer.launch([bad], time.monotonic(), None)
+        aborted = await writer.launch(
+            [market_position(2, PositionStatus.ACTIVE, 1)], time.monotonic(), failing
+        )
+        await asyncio.wait({failing.task, aborted.task})
+        del failing, aborted
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+        await writer.release()
+    assert [] == reported

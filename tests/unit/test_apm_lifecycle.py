@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
 
-from core.models import OrderType, PositionStatus
+from core.models import EntryType, OrderType, PositionStatus
 from core.records import RecordKind
 from exchanges.paper import PaperExchange
 from tests.trading_harness import BTC, build_stack, long_signal, short_signal
@@ -140,7 +140,8 @@ async def test_trailing_moves_never_leave_the_position_without_a_stop() -> None:
 
 
 async def test_break_even_moves_the_stop_to_entry_plus_fees() -> None:
-    """Once profit reaches the break-even percent, the stop moves to entry + fees per unit."""
+    """Once profit reaches the break-even percent, the stop moves to the level where a
+    stop-out pays back the entry fee and its own exit fee: a P&L of zero, not below."""
     stack = build_stack(breakeven_pct=Decimal("1"))
     position = await stack.apm.open_position_atomic(long_signal())
     assert position.entry_price is not None
@@ -148,8 +149,11 @@ async def test_break_even_moves_the_stop_to_entry_plus_fees() -> None:
     await stack.tasks.drain(5)
     live = stack.book.get(position.id)
     assert live is not None and live.position.stop_loss_price is not None
-    floor = position.entry_price + position.fees / position.quantity
-    assert floor <= live.position.stop_loss_price < floor + Decimal("0.2")
+    stop = live.position.stop_loss_price
+    rate = position.fees / (position.entry_price * position.quantity)  # taker, both ways
+    pnl_at_stop = (stop - position.entry_price) * position.quantity
+    pnl_at_stop -= position.fees + stop * position.quantity * rate
+    assert Decimal(0) <= pnl_at_stop < Decimal("0.1") * position.quantity
     assert 1 == len(await stack.venue_stops())
 
 
@@ -211,3 +215,74 @@ async def test_quiet_positions_cost_one_listing_per_sync_pass() -> None:
     await stack.lifecycle.sync_all()
     assert stack.book.get(first.id) is None
     assert 1 == len(stack.book)
+
+
+def fill_part(venue: PaperExchange, client_order_id: str, qty: str, price: str) -> None:
+    """The paper venue's matching engine executes part of a resting limit (a thin book),
+    at ``price`` (at or better than the limit), as a maker."""
+    book = venue._book
+    order = book.by_client[client_order_id]
+    book._execute(order, Decimal(qty), Decimal(price), maker=True)
+    venue._commit()
+
+
+async def test_limit_entry_filling_in_parts_is_protected_at_the_averaged_fill() -> None:
+    """A limit entry filling in parts: after the first part a stop (and take-profit) for
+    what filled, from that fill; after the second, both cover the whole quantity at
+    prices computed from the averaged fill, and the old ones are gone from the venue."""
+    stack = build_stack()
+    signal = long_signal(
+        entry_type=EntryType.LIMIT,
+        price=Decimal("49900"),
+        stop_loss_percent=Decimal("2"),
+        take_profit_percent=Decimal("4"),
+    )
+    position = await stack.apm.open_position_atomic(signal)
+    assert PositionStatus.ENTRY_PLACED == position.status
+    live = stack.book.get(position.id)
+    assert live is not None and live.entry is not None
+    cid = live.entry.client_order_id
+    fill_part(stack.venue, cid, "0.04", "49900")
+    await stack.lifecycle.sync_all()
+    assert (PositionStatus.ACTIVE, Decimal("0.04")) == (
+        live.position.status,
+        live.position.quantity,
+    )
+    assert [(Decimal("0.04"), Decimal("48902.0"))] == [
+        (s.amount, s.trigger_price) for s in await stack.venue_stops()
+    ]
+    fill_part(stack.venue, cid, "0.06", "49800")
+    await stack.lifecycle.sync_all()
+    average = Decimal("49840")  # (0.04 × 49900 + 0.06 × 49800) / 0.1
+    assert (Decimal("0.1"), average) == (live.position.quantity, live.position.entry_price)
+    stop = (average * Decimal("0.98")).quantize(Decimal("0.1"), ROUND_DOWN)
+    take = (average * Decimal("1.04")).quantize(Decimal("0.1"), ROUND_UP)
+    assert [(Decimal("0.1"), stop)] == [
+        (s.amount, s.trigger_price) for s in await stack.venue_stops()
+    ]
+    tps = [
+        o
+        for o in await stack.venue.fetch_open_orders(BTC)
+        if o.type is OrderType.TAKE_PROFIT_MARKET
+    ]
+    assert [(Decimal("0.1"), take)] == [(o.amount, o.trigger_price) for o in tps]
+    assert (stop, take) == (live.position.stop_loss_price, live.position.take_profit_price)
+
+
+async def test_a_stop_moved_by_a_rule_keeps_its_level_when_the_entry_grows() -> None:
+    """A stop break-even or trailing has moved is resized when the entry grows, never
+    moved back to the level computed from the fill."""
+    stack = build_stack()
+    signal = long_signal(entry_type=EntryType.LIMIT, price=Decimal("49900"))
+    position = await stack.apm.open_position_atomic(signal)
+    live = stack.book.get(position.id)
+    assert live is not None and live.entry is not None
+    cid = live.entry.client_order_id
+    fill_part(stack.venue, cid, "0.04", "49900")
+    await stack.lifecycle.sync_all()
+    await stack.lifecycle.move_stop(position.id, Decimal("49500"), "trailing")
+    fill_part(stack.venue, cid, "0.06", "49800")
+    await stack.lifecycle.sync_all()
+    assert [(Decimal("0.1"), Decimal("49500"))] == [
+        (s.amount, s.trigger_price) for s in await stack.venue_stops()
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -238,3 +239,34 @@ async def test_partial_entry_is_protected_for_what_filled_then_resized() -> None
 def test_order_type_constants_match_the_schema() -> None:
     """The types the audit queries filter on are spelled as in DESIGN.md."""
     assert ("MARKET", "STOP_MARKET") == (OrderType.MARKET.value, OrderType.STOP_MARKET.value)
+
+
+async def test_open_racing_sync_and_reconcile_makes_one_position_and_one_stop() -> None:
+    """Failure mode 7: sync passes and reconciliations running while an open is in flight
+    (entry filled, stop not yet placed) neither adopt a second position nor protect the
+    opening one a second time: one position, one entry fill, one stop."""
+    stack = build_stack({"latency_ms": 3})
+    opening = asyncio.create_task(stack.apm.open_position_atomic(long_signal()))
+
+    async def hammer(work: Any) -> None:
+        while not opening.done():
+            await work()
+            await asyncio.sleep(0)
+
+    await asyncio.gather(
+        opening,
+        hammer(stack.lifecycle.sync_all),
+        hammer(stack.reconciler.reconcile),
+        *(hammer(lambda: stack.lifecycle.sync(1)) for _ in range(3)),
+    )
+    position = opening.result()
+    await asyncio.gather(stack.lifecycle.sync_all(), stack.reconciler.reconcile())
+    assert PositionStatus.ACTIVE == position.status
+    assert [position.id] == [live.id for live in stack.book]
+    assert 1 == len(await stack.venue.fetch_fills(BTC))
+    assert [Decimal("0.1")] == [s.amount for s in await stack.venue_stops()]
+    assert [Decimal("0.1")] == [t["executed_qty"] for t in stack.rows(RecordKind.TRADE)]
+    assert Decimal("0.1") == stack.latest_position(position.id)["quantity"]
+    kinds = {e["kind"] for e in stack.rows(RecordKind.EVENT)}
+    assert set() == kinds & {"protecting", "adopted", "unknown_position", "orphan_cancelled"}
+    assert 1 == len([o for o in stack.latest_orders().values() if o["purpose"] == "stop_loss"])

@@ -163,3 +163,59 @@ async def test_healthy_position_is_left_alone() -> None:
     assert stops_before == [s.client_order_id for s in await new.venue_stops()]
     kinds = {e["kind"] for e in new.rows(RecordKind.EVENT)}
     assert {"restored"} == kinds
+
+
+async def close_by_hand(stack: Stack, client_order_id: str = "by-hand-1") -> None:
+    """Someone closes the position on the venue's own interface (not through us)."""
+    await stack.venue.create_order(
+        OrderRequest(
+            client_order_id,
+            BTC,
+            Side.SELL,
+            OrderType.MARKET,
+            Decimal("0.1"),
+            reduce_only=True,
+        )
+    )
+
+
+async def test_position_closed_on_the_venue_is_closed_with_the_real_exit_fill() -> None:
+    """A position closed by hand on the venue is closed at the first pass with the venue's
+    closing execution as its exit trade, realised P&L = (exit − entry) × qty − both fees,
+    and its stop cancelled; the event is a warning, not a blind critical note."""
+    stack = build_stack()
+    position = await stack.apm.open_position_atomic(long_signal())
+    assert position.entry_price is not None
+    await close_by_hand(stack)
+    await stack.reconciler.reconcile()
+    final = stack.latest_position(position.id)
+    assert ("closed", "closed_on_venue", Decimal(0)) == (
+        final["status"],
+        final["exit_reason"],
+        final["quantity"],
+    )
+    fill = next(f for f in await stack.venue.fetch_fills(BTC) if f.client_order_id == "by-hand-1")
+    entry_fee = stack.rows(RecordKind.TRADE)[0]["fee"]
+    expected = (fill.price - position.entry_price) * Decimal("0.1") - entry_fee - fill.fee
+    exits = [t for t in stack.rows(RecordKind.TRADE) if t["realized_pnl"] is not None]
+    assert [("by-hand-1", "sell", fill.price, expected)] == [
+        (t["client_order_id"], t["side"], t["price"], t["realized_pnl"]) for t in exits
+    ]
+    assert (expected, fill.price) == (final["realized_pnl"], final["exit_price"])
+    assert [] == await stack.venue_stops()
+    severities = {e["kind"]: e["severity"] for e in stack.rows(RecordKind.EVENT)}
+    assert "warning" == severities["closed_elsewhere"]
+
+
+async def test_a_lagging_positions_endpoint_never_closes_a_fresh_position() -> None:
+    """An endpoint 5 s late shows a fresh position flat on back-to-back passes: our fills
+    say it is held and no execution closed it, so it stays active with its stop."""
+    stack = build_stack({"position_lag_s": "5"})
+    position = await stack.apm.open_position_atomic(long_signal())
+    await stack.reconciler.reconcile()
+    await stack.reconciler.reconcile()
+    live = stack.book.get(position.id)
+    assert live is not None and PositionStatus.ACTIVE == live.position.status
+    assert [Decimal("0.1")] == [s.amount for s in await stack.venue_stops()]
+    kinds = [e["kind"] for e in stack.rows(RecordKind.EVENT)]
+    assert "closed_elsewhere" not in kinds
