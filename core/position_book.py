@@ -33,6 +33,10 @@ class LivePosition:
     stop: Order | None = None
     take_profit: Order | None = None
     retired: list[Order] = field(default_factory=list)
+    # Manual orders placed for this position (``--position``) that have filled, newest
+    # snapshot by client id: their fills grew or reduced it, and reconciliation must
+    # count them with the position's own orders.
+    linked: dict[str, Order] = field(default_factory=dict)
     rules: StopRules | None = None
     last_stop_move: datetime | None = None
     last_sample: datetime | None = None

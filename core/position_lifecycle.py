@@ -156,6 +156,7 @@ class PositionLifecycle:
         async with self._book.lock(live.symbol):
             if self._book.get(live.id) is not live:
                 return False
+            live.linked[order.client_order_id] = order
             if order.side is live.position.side.exit_side:
                 self._apm.record_exit_fills(live, update)
                 if live.position.quantity == 0:

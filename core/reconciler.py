@@ -117,6 +117,10 @@ class Reconciler:
             self._journal.event(
                 "restored", "position restored from the database", position_id=position.id
             )
+        for order in manual:
+            owner = self._book.get(order.position_id) if order.position_id is not None else None
+            if owner is not None and order.filled > 0:
+                owner.linked[order.client_order_id] = order
         armed = self._orders.rearm(manual)
         for order in manual:
             if not order.emulated or order.status is not OrderStatus.PENDING:
@@ -260,6 +264,14 @@ class Reconciler:
         orders = [o for o in (live.entry, live.stop, live.take_profit, *live.retired) if o]
         entered = sum((o.filled for o in orders if o.purpose is OrderPurpose.ENTRY), ZERO)
         exited = sum((o.filled for o in orders if o.purpose is not OrderPurpose.ENTRY), ZERO)
+        # Manual orders placed for the position moved it too (the order manager keeps them
+        # current): an exit-side one reduced it, an entry-side one grew it.
+        closing = live.position.side.exit_side
+        for linked in live.linked.values():
+            if linked.side is closing:
+                exited += linked.filled
+            else:
+                entered += linked.filled
         return entered, exited
 
     def _vanished(self, order: Order) -> Order:

@@ -7,6 +7,7 @@ import contextlib
 from decimal import Decimal
 
 from core.models import EntryType, OrderStatus, OrderType, PositionStatus, Side
+from core.order_requests import OrderSpec
 from core.records import RecordKind
 from exchanges.base import OrderRequest
 from tests.trading_harness import BTC, Stack, build_stack, long_signal
@@ -219,3 +220,47 @@ async def test_a_lagging_positions_endpoint_never_closes_a_fresh_position() -> N
     assert [Decimal("0.1")] == [s.amount for s in await stack.venue_stops()]
     kinds = [e["kind"] for e in stack.rows(RecordKind.EVENT)]
     assert "closed_elsewhere" not in kinds
+
+
+async def _partly_closed_by_a_linked_order(stack: Stack) -> int:
+    """A 1 BTC long reduced to 0.9 by a manual reduce-only limit placed for it."""
+    position = await stack.apm.open_position_atomic(long_signal("1"))
+    spec = OrderSpec(
+        BTC,
+        Side.SELL,
+        OrderType.LIMIT,
+        Decimal("0.1"),
+        price=Decimal("50100"),
+        reduce_only=True,
+        position_id=position.id,
+    )
+    await stack.orders.place_order(spec)
+    stack.tick(BTC, "50100")
+    await stack.tasks.drain(5)
+    return position.id
+
+
+async def test_a_partial_close_by_a_linked_manual_order_is_not_undone() -> None:
+    """A reconcile after a manual order for the position sold 0.1 of 1: the position
+    stays 0.9 with a 0.9 stop, as the venue holds; nothing is 'protected' back to 1."""
+    stack = build_stack()
+    pid = await _partly_closed_by_a_linked_order(stack)
+    await stack.reconciler.reconcile()
+    live = stack.book.get(pid)
+    held = await stack.venue_position()
+    assert live is not None and live.stop is not None and held is not None
+    assert (Decimal("0.900"),) * 3 == (live.position.quantity, live.stop.amount, held.qty)
+    assert [] == [e for e in stack.rows(RecordKind.EVENT) if e["kind"] == "protecting"]
+
+
+async def test_a_partial_close_by_a_linked_manual_order_survives_a_restart() -> None:
+    """The same after a restart rebuilt from the audit trail: the linked order's fills
+    are counted, so the restarted daemon keeps 0.9 and its 0.9 stop."""
+    old = build_stack()
+    pid = await _partly_closed_by_a_linked_order(old)
+    new = restart(old)
+    await new.reconciler.reconcile()
+    live = new.book.get(pid)
+    assert live is not None and live.stop is not None
+    assert (Decimal("0.900"), Decimal("0.900")) == (live.position.quantity, live.stop.amount)
+    assert [] == [e for e in new.rows(RecordKind.EVENT) if e["kind"] == "protecting"]
