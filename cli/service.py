@@ -442,6 +442,7 @@ def build_core(settings: Settings, venue: ExchangeAdapter, journal: Journal, ids
             stop_tries=settings.stop_retries,
             stop_move_min_ticks=settings.stop_move_min_ticks,
             stop_move_interval_s=settings.stop_move_interval_s,
+            leverage=settings.leverage or getattr(venue, "leverage", None),
         ),
         last_price=prices.price,
     )

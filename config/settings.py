@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     trailing_activation_percent: Percent
     trailing_callback_percent: Percent
     breakeven_percent: Percent
+    # The account's leverage, for the pre-trade margin check of every open. Unset: the
+    # paper venue's own; on a live venue, no check (the venue refuses what it cannot
+    # margin, after the entry was sent).
+    leverage: Decimal | None = None
     log_format: str = "auto"
     log_level: str = "INFO"
     metrics_port: int = 0
@@ -211,6 +215,13 @@ class Settings(BaseSettings):
     def _non_negative(cls, value: Decimal) -> Decimal:
         if not value.is_finite() or value < 0:
             raise ValueError("must be a finite number >= 0")
+        return value
+
+    @field_validator("leverage")
+    @classmethod
+    def _leverage(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and (not value.is_finite() or not 0 < value <= 200):
+            raise ValueError("must be a number in (0, 200]")
         return value
 
     @field_validator("log_format")

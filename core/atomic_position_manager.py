@@ -56,7 +56,13 @@ from core.position_book import LivePosition, PositionBook
 from core.positions import StopRules, stop_is_through
 from core.records import Severity
 from core.retry import Backoff, retry_transient
-from core.signals import Protection, check_prices, entry_amount, protection_from_fill
+from core.signals import (
+    Protection,
+    check_margin,
+    check_prices,
+    entry_amount,
+    protection_from_fill,
+)
 from exchanges.base import (
     ExchangeAdapter,
     ExchangeError,
@@ -96,6 +102,9 @@ class ApmConfig:
     # one move per interval (TRADER_STOP_MOVE_MIN_TICKS, TRADER_STOP_MOVE_INTERVAL_S).
     stop_move_min_ticks: int = 1
     stop_move_interval_s: float = 1.0
+    # The account's leverage, for the pre-trade margin check (None: no check; the venue
+    # refuses what it cannot margin, after the entry was sent).
+    leverage: Decimal | None = None
     # The fee rate a closing stop pays (a fraction, 0.00055 = 0.055 %), for the break-even
     # level; None assumes the entry's own fee rate.
     exit_fee_rate: Decimal | None = None
@@ -146,6 +155,19 @@ class AtomicPositionManager:
             reference = reference or await self._current_price(market.symbol)
             amount = entry_amount(signal, market, reference)
             check_prices(signal, reference)
+            if self._cfg.leverage is not None:
+                free = await retry_transient(
+                    lambda: self._adapter.fetch_free_balance(market.quote)
+                )
+                field = "amount" if signal.amount is not None else "quote_amount"
+                check_margin(
+                    amount,
+                    market,
+                    reference,
+                    leverage=self._cfg.leverage,
+                    free_balance=free,
+                    field=field,
+                )
             position = Position(
                 id=self._ids.next_position_id(),
                 account=self._cfg.account,

@@ -107,6 +107,30 @@ def entry_amount(signal: Signal, market: Market, reference_price: Decimal) -> De
     return amount
 
 
+def check_margin(
+    amount: Decimal,
+    market: Market,
+    reference_price: Decimal,
+    *,
+    leverage: Decimal,
+    free_balance: Decimal,
+    field: str = "amount",
+) -> None:
+    """The entry's initial margin (notional / leverage) must fit in the free balance.
+
+    Checked before anything is sent: an entry the venue would refuse for size is a bad
+    request, rejected with the numbers, not a failed open with an order on record.
+    """
+    margin = amount * reference_price * market.contract_size / leverage
+    if margin > free_balance:
+        raise ValidationError(
+            field,
+            f"needs {margin:.2f} {market.quote} of margin at {leverage}x leverage, "
+            f"{free_balance:.2f} is free",
+            amount,
+        )
+
+
 def check_prices(signal: Signal, reference_price: Decimal) -> None:
     """Absolute stop / take-profit prices must sit on the protective side of the reference:
     a long's stop below it and its take-profit above, a short's the other way round

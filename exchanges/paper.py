@@ -359,6 +359,11 @@ class PaperExchange:
         return balance.free if currency.upper() == self._quote else ZERO
 
     @property
+    def leverage(self) -> Decimal:
+        """The leverage the venue margins positions and orders at."""
+        return self._book.leverage
+
+    @property
     def balance(self) -> Decimal:
         """The quote balance (fees and realised P&L included)."""
         return self._book.balance

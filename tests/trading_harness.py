@@ -152,6 +152,7 @@ def build_stack(
         "flat_timeout_s": 0.5,
         "stop_backoff_s": 0.001,
         "rollback_backoff_max_s": 0.01,
+        "leverage": venue.leverage,
         **config,
     }
     apm = AtomicPositionManager(

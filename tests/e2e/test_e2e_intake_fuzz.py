@@ -14,7 +14,6 @@ from collections import Counter
 from typing import Any
 
 import asyncpg
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -33,11 +32,6 @@ SQLISH = st.sampled_from(
 # 1e12 BTC is beyond any balance (and every market's maximum); 1e30 is beyond the working
 # precision of the daemon's decimals (test_amounts_beyond_decimal_precision_... below).
 BAD_NUMBERS = st.sampled_from(["NaN", "Infinity", "-Infinity", "-1", "0", "-0.01", "1e12", "1e30"])
-# A signal for 1e12 BTC is refused by the paper venue's margin check today, i.e. `failed`
-# after an entry order was sent, instead of `rejected` at validation: that needs a
-# pre-trade check in the atomic position manager (test_huge_signal_is_rejected_before_the
-# _venue, xfail until it lands). Until then, signals draw their bad amounts without it.
-SIGNAL_BAD_NUMBERS = BAD_NUMBERS.filter(lambda v: v != "1e12")
 TEXTS = st.text(max_size=80)
 UNKNOWN_SYMBOLS = st.one_of(
     SQLISH, TEXTS, st.sampled_from(["", "DOGE/BTC:XYZ", "BTC/USDT", "btcusdt:spot", "X" * 200])
@@ -45,7 +39,7 @@ UNKNOWN_SYMBOLS = st.one_of(
 
 # Each mutation alone makes a signal invalid; several together still do.
 SIGNAL_MUTATIONS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
-    "amount": SIGNAL_BAD_NUMBERS.map(lambda v: {"amount": v}),
+    "amount": BAD_NUMBERS.map(lambda v: {"amount": v}),
     "tiny": st.just({"amount": "1e-30"}),
     "both_sizes": st.just({"quote_amount": "100"}),
     "symbol": UNKNOWN_SYMBOLS.map(lambda v: {"symbol": v}),
@@ -256,12 +250,6 @@ def test_amounts_beyond_decimal_precision_are_rejected_with_a_reason(trader: Tra
     assert [] == crashes(daemon)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs a pre-trade margin / maximum check in AtomicPositionManager."
-    "open_position_atomic (core/atomic_position_manager.py): today the paper venue refuses "
-    "the entry, so the signal ends failed after an order was sent",
-)
 def test_huge_signal_is_rejected_before_the_venue(trader: Trader) -> None:
     """A signal for 1e12 BTC ends rejected naming the amount (more than the free balance
     can margin), and no order is ever sent or recorded for it."""

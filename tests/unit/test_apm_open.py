@@ -270,3 +270,16 @@ async def test_open_racing_sync_and_reconcile_makes_one_position_and_one_stop() 
     kinds = {e["kind"] for e in stack.rows(RecordKind.EVENT)}
     assert set() == kinds & {"protecting", "adopted", "unknown_position", "orphan_cancelled"}
     assert 1 == len([o for o in stack.latest_orders().values() if o["purpose"] == "stop_loss"])
+
+
+async def test_an_entry_the_balance_cannot_margin_is_rejected_before_it_is_sent() -> None:
+    """3 BTC at 50,000 on 10,000 of balance at 10x needs 15,000 of margin: a
+    ValidationError naming the amount and the numbers; no position, nothing sent."""
+    stack = build_stack()
+    with pytest.raises(ValidationError) as err:
+        await stack.apm.open_position_atomic(long_signal("3"))
+    assert "amount" == err.value.field
+    assert "15000.00 USDT of margin at 10x" in err.value.rule
+    assert ([], {}) == (list(stack.book), stack.latest_orders())
+    opened = await stack.apm.open_position_atomic(long_signal("1.9"))
+    assert PositionStatus.ACTIVE == opened.status

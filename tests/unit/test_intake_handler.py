@@ -7,7 +7,6 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -184,12 +183,6 @@ async def test_huge_amount_never_opens_a_position() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs a pre-trade margin / maximum check in AtomicPositionManager."
-    "open_position_atomic (core/atomic_position_manager.py): today the venue refuses the "
-    "entry, so the outcome is failed after an order was sent",
-)
 async def test_huge_amount_is_rejected_before_any_order() -> None:
     """1e12 BTC is more than the free balance can margin: rejected at validation, naming
     the amount, with no order created or sent."""

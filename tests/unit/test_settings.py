@@ -55,6 +55,8 @@ def test_a_ccxt_exchange_defaults_to_the_exchange_feed(monkeypatch: pytest.Monke
         ("TRADER_LOG_FORMAT", "xml", "json"),
         ("TRADER_ACCOUNT", "a b", "letters"),
         ("TRADER_SYMBOLS", " , ", "at least one"),
+        ("TRADER_LEVERAGE", "0", "(0, 200]"),
+        ("TRADER_LEVERAGE", "NaN", "finite"),
     ],
 )
 def test_bad_value_names_the_setting(
