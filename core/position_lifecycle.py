@@ -234,7 +234,7 @@ class PositionLifecycle:
                 client_order_id=order.client_order_id,
             )
             return
-        self._replace(live, order, update.order)
+        live.replace_order(order, update.order)
         if update.fills:
             self._apm.record_exit_fills(live, update)
             if live.position.quantity == 0 and self._book.get(live.id) is live:
@@ -306,7 +306,7 @@ class PositionLifecycle:
             update = await self._refresh(live, order)
             if update is None:
                 continue
-            self._replace(live, order, update.order)
+            live.replace_order(order, update.order)
             if update.fills:
                 self._apm.record_exit_fills(live, update)
                 exit_by = reason
@@ -442,17 +442,6 @@ class PositionLifecycle:
             await self._close_locked(live, "stop_lost", learn_first=False)
 
     # -- helpers -----------------------------------------------------------------------
-    @staticmethod
-    def _replace(live: LivePosition, old: Order, new: Order) -> None:
-        if live.stop is old:
-            live.stop = new
-        elif live.take_profit is old:
-            live.take_profit = new
-        elif live.entry is old:
-            live.entry = new
-        else:
-            live.retired = [new if o is old else o for o in live.retired]
-
     def _set(self, live: LivePosition, what: str, **changes: object) -> None:
         live.position = live.position.evolve(**changes)
         self._journal.position(live.position, what)

@@ -251,9 +251,9 @@ class Reconciler:
             try:
                 update = await self._exec.refresh(order)
             except OrderNotFound:
-                _replace(live, order, self._vanished(order))
+                live.replace_order(order, self._vanished(order))
                 continue
-            _replace(live, order, update.order)
+            live.replace_order(order, update.order)
             if not update.fills:
                 continue
             if order.purpose is OrderPurpose.ENTRY:
@@ -307,7 +307,7 @@ class Reconciler:
             await self._apm.rollback(live, "no stop could be placed at reconciliation")
             return
         if stop is not None and not stop.status.is_terminal:
-            _replace(live, stop, (await self._exec.cancel(stop)).order)
+            live.replace_order(stop, (await self._exec.cancel(stop)).order)
 
     async def _closed_on_venue(self, live: LivePosition) -> None:
         """Our fills say flat, but the position was open: it closed on the venue."""
@@ -348,7 +348,7 @@ class Reconciler:
     async def _cancel_leftovers(self, live: LivePosition) -> None:
         for order in live.live_orders():
             try:
-                _replace(live, order, (await self._exec.cancel(order)).order)
+                live.replace_order(order, (await self._exec.cancel(order)).order)
             except ExchangeError as exc:
                 self._journal.event(
                     "cancel_failed",
@@ -524,11 +524,3 @@ def _attach(live: LivePosition, order: Order) -> None:
     if current is not None:
         live.retired.append(current)
     setattr(live, slot, order)
-
-
-def _replace(live: LivePosition, old: Order, new: Order) -> None:
-    for slot in ("entry", "stop", "take_profit"):
-        if getattr(live, slot) is old:
-            setattr(live, slot, new)
-            return
-    live.retired = [new if o is old else o for o in live.retired]
