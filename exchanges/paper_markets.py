@@ -130,6 +130,11 @@ class MarketTable:
 
     def resolve(self, symbol: str) -> Market:
         """The market named by ``symbol``; ``InvalidOrder`` when there is none."""
+        # The unified symbol, as every tick and every order carries it: one dict lookup
+        # (this runs for every position on every tick). Anything else is normalised.
+        market = self._by_symbol.get(symbol)
+        if market is not None:
+            return market
         text = symbol.strip() if isinstance(symbol, str) else ""
         market = self._by_symbol.get(text) or self._by_id.get(text.upper())
         if market is None:
