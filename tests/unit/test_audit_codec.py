@@ -109,8 +109,22 @@ _values = st.recursive(
 )
 
 
+def _instants(value: object) -> object:
+    """``value`` with every datetime as its UTC instant. Python never calls an aware time
+    equal to one in another zone when either falls in a DST gap or fold (1938-03-26 23:00
+    in Paris, say), even when both name the same instant: compare instants instead."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    if isinstance(value, dict):
+        return {k: _instants(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_instants(v) for v in value]
+    return value
+
+
 @given(st.dictionaries(st.text(min_size=1), _values, max_size=8))
 def test_any_row_round_trips(row: dict[str, object]) -> None:
-    """Property: every row of JSON-like values, Decimals and datetimes decodes to itself."""
+    """Property: every row of JSON-like values, Decimals and datetimes decodes to itself
+    (datetimes to the same instant)."""
     rec = AuditRecord(RecordKind.EVENT, row)
-    assert decode_record(encode_record(rec)).row == row
+    assert _instants(decode_record(encode_record(rec)).row) == _instants(row)
