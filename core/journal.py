@@ -126,8 +126,11 @@ class Journal:
         )
 
     def sample(self, position: Position) -> None:
-        """A price / P&L sample of an open position (no log line: too frequent)."""
+        """A price / P&L sample of an open position, and its ``monitoring.positions`` row
+        brought up to date with it (current price, unrealised P&L, water marks), so the
+        row and the ``open_exposure`` view stay current. No log line: too frequent."""
         self._sink.record(position_update_record(position))
+        self._sink.record(position_record(position))
 
     def event(
         self,

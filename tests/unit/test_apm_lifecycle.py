@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
 
@@ -286,3 +287,15 @@ async def test_a_stop_moved_by_a_rule_keeps_its_level_when_the_entry_grows() -> 
     assert [(Decimal("0.1"), Decimal("49500"))] == [
         (s.amount, s.trigger_price) for s in await stack.venue_stops()
     ]
+
+
+async def test_the_position_row_follows_the_price_while_open() -> None:
+    """A sample also brings the position's own row up to date: after a tick the row
+    (the newest snapshot) shows the current price, the unrealised P&L and the marks."""
+    stack = build_stack()
+    opened = await stack.apm.open_position_atomic(long_signal("0.1"))
+    stack.lifecycle._sample_interval = timedelta(0)
+    stack.tick(BTC, "50500")
+    row = stack.latest_position(opened.id)
+    assert (Decimal("50500"), Decimal("50500")) == (row["current_price"], row["high_water_mark"])
+    assert row["unrealized_pnl"] is not None and row["unrealized_pnl"] > 0
