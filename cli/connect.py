@@ -38,15 +38,7 @@ class CommandFailed(Exception):
 def setup_cli(settings: Settings) -> None:
     """Log warnings only, to stderr (stdout is for results and ``--json``); mask secrets."""
     configure_logging(settings.log_format, "WARNING", stream=sys.stderr)
-    register_secrets(
-        s.get_secret_value()
-        for s in (
-            settings.api_key,
-            settings.api_secret,
-            settings.api_password,
-            settings.database_url,
-        )
-    )
+    register_secrets(settings.secret_values())
 
 
 def database_problem(exc: BaseException, settings: Settings) -> str:

@@ -74,15 +74,7 @@ def setup(settings: Settings) -> None:
     root = logging.getLogger()
     if not any(isinstance(h, LibraryLogBridge) for h in root.handlers):
         root.addHandler(LibraryLogBridge(logging.WARNING))
-    register_secrets(
-        s.get_secret_value()
-        for s in (
-            settings.api_key,
-            settings.api_secret,
-            settings.api_password,
-            settings.database_url,
-        )
-    )
+    register_secrets(settings.secret_values())
 
 
 def _run(coro: Any) -> int:

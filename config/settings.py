@@ -8,6 +8,7 @@ line or an error message by accident.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from decimal import Decimal
 from pathlib import Path
@@ -91,6 +92,16 @@ class Settings(BaseSettings):
     # this many ticks, and at most once per this many seconds.
     stop_move_min_ticks: int = 1
     stop_move_interval_s: float = 1.0
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret's plain value, for the log redactor to mask (never to print). The
+        database password is listed on its own too: a driver message may quote it
+        without the rest of the URL."""
+        secrets = (self.api_key, self.api_secret, self.api_password, self.database_url)
+        values = [s.get_secret_value() for s in secrets]
+        with contextlib.suppress(ValueError):
+            values.append(urlsplit(values[-1]).password or "")
+        return tuple(values)
 
     # -- validators ------------------------------------------------------------------
     @field_validator("database_url")

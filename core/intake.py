@@ -78,6 +78,16 @@ def _reason(exc: BaseException) -> str:
     return text[:MAX_REASON]
 
 
+def _refused(exc: TraderError) -> Outcome:
+    """The outcome of a request our code refused: the request's fault (bad input, a
+    market already taken) is ``rejected``; the venue's or ours is ``failed``."""
+    if isinstance(exc, ValidationError | PositionConflict):
+        return Outcome(REJECTED, _reason(exc))
+    if isinstance(exc, ExchangeError):
+        return Outcome(FAILED, f"venue: {_reason(exc)}")
+    return Outcome(FAILED, _reason(exc))
+
+
 class IntakeHandler:
     """Runs one request against the trading core and says how it ended."""
 
@@ -99,12 +109,8 @@ class IntakeHandler:
             self._check_account(row)
             signal = parse_signal(row)
             position = await self._apm.open_position_atomic(signal)
-        except (ValidationError, PositionConflict) as exc:
-            return Outcome(REJECTED, _reason(exc))
-        except ExchangeError as exc:
-            return Outcome(FAILED, f"venue: {_reason(exc)}")
         except TraderError as exc:
-            return Outcome(FAILED, _reason(exc))
+            return _refused(exc)
         result = position_result(position)
         if position.status in (PositionStatus.ROLLED_BACK, PositionStatus.FAILED):
             return Outcome(FAILED, position.exit_reason, result, position.id)
@@ -121,12 +127,8 @@ class IntakeHandler:
             if not isinstance(payload, Mapping):
                 raise ValidationError("payload", "must be a JSON object", payload)
             return await self._command(str(kind), payload, row.get("id"))
-        except (ValidationError, PositionConflict) as exc:
-            return Outcome(REJECTED, _reason(exc))
-        except ExchangeError as exc:
-            return Outcome(FAILED, f"venue: {_reason(exc)}")
         except TraderError as exc:
-            return Outcome(FAILED, _reason(exc))
+            return _refused(exc)
 
     async def _command(self, kind: str, payload: Mapping[str, Any], request_id: Any) -> Outcome:
         if kind == "place_order":

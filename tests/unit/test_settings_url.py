@@ -62,3 +62,14 @@ def test_safe_url_never_raises_on_a_bad_port() -> None:
     """Masking a URL whose port is garbage gives a placeholder, not an exception."""
     assert "<unparseable database url>" == safe_url("postgresql://u:pw@host:abc/db")
     assert "postgresql://u:***@host:5432/db" == safe_url("postgresql://u:pw@host:5432/db")
+
+
+def test_the_database_password_alone_is_a_registered_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The redactor gets the database password by itself as well as the whole URL, so a
+    driver message quoting only the password is masked too."""
+    monkeypatch.setenv("TRADER_DATABASE_URL", "postgresql://u:pw-s3cret@host:5432/db")
+    monkeypatch.setenv("TRADER_API_KEY", "key-123456")
+    values = load_settings().secret_values()
+    assert {"pw-s3cret", "key-123456", "postgresql://u:pw-s3cret@host:5432/db"} <= set(values)
