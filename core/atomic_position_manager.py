@@ -156,9 +156,7 @@ class AtomicPositionManager:
             amount = entry_amount(signal, market, reference)
             check_prices(signal, reference)
             if self._cfg.leverage is not None:
-                free = await retry_transient(
-                    lambda: self._adapter.fetch_free_balance(market.quote)
-                )
+                free = await retry_transient(lambda: self._adapter.fetch_free_balance(market.quote))
                 field = "amount" if signal.amount is not None else "quote_amount"
                 check_margin(
                     amount,

@@ -37,7 +37,6 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Self
 
 import asyncpg
@@ -45,6 +44,7 @@ import asyncpg
 from config.logging import get_logger
 from core.money import utcnow
 from core.records import AuditRecord, Severity, event_record
+from core.resource import AsyncResource
 from database.batch_writer import BatchWriter, Job
 from database.codec import decode_record, encode_record
 from database.spool import Spool, append_dead_letters, read_lines
@@ -58,7 +58,7 @@ OVERFLOW_FILE = "overflow.jsonl"
 _KEY_COLUMNS = ("client_order_id", "event_key", "trade_id", "id", "position_id")
 
 
-class AuditWriter:
+class AuditWriter(AsyncResource):
     """An :class:`~core.records.AuditSink` writing to PostgreSQL, spooling when it is away.
 
     Use as ``async with AuditWriter(pool, spool_dir) as audit:`` (or :meth:`start` /
@@ -192,14 +192,6 @@ class AuditWriter:
     async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def flush(self, timeout_s: float | None = None) -> None:
         """Wait until every record given so far is committed or fsync'd in the spool."""

@@ -40,12 +40,12 @@ import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Self
 
 import asyncpg
 
 from config.logging import get_logger
+from core.resource import AsyncResource
 from database.pool import DatabaseError
 
 log = get_logger("database.embedded")
@@ -69,7 +69,7 @@ def bundled_bin_dir() -> Path:
     return path
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(AsyncResource):
     """One embedded cluster. ``async with`` starts (or joins) it and yields ``self``.
 
     ``durable=False`` turns off fsync (tests only: a crash of the machine may corrupt it).
@@ -129,14 +129,6 @@ class EmbeddedPostgres:
     async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- start / stop (blocking: run in a thread) ------------------------------------
     def _start_blocking(self) -> None:

@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
 from typing import Any, Protocol, Self
 
 import asyncpg
@@ -36,6 +35,7 @@ import asyncpg
 from config.logging import get_logger
 from core.errors import TraderError
 from core.records import Severity
+from core.resource import AsyncResource
 
 log = get_logger("database.lock")
 
@@ -94,7 +94,7 @@ class _Session:
     started: datetime | None
 
 
-class AccountLock:
+class AccountLock(AsyncResource):
     """Hold and watch the account's lock (``async with``). Raises :class:`AlreadyRunning`
     on entry if another daemon has it; later losses are reported through :attr:`failed`."""
 
@@ -149,14 +149,6 @@ class AccountLock:
         self._conn, self._session = conn, session
         self._watcher = asyncio.create_task(self._watch(), name=f"account-lock-{self.account}")
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop watching and release the lock. Idempotent."""

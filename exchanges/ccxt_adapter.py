@@ -33,7 +33,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import ccxt.async_support as ccxt_async
@@ -43,6 +42,7 @@ from config.logging import register_secrets
 from core.errors import ValidationError
 from core.models import Fill, Market, OrderStatus, OrderType, Tick
 from core.money import optional_decimal, require_aware, utcnow
+from core.resource import AsyncResource
 from exchanges.base import (
     ExchangeError,
     ExchangeOrder,
@@ -165,7 +165,7 @@ def price_watcher_from_settings(settings: Settings) -> Any | None:
     )
 
 
-class CcxtAdapter:
+class CcxtAdapter(AsyncResource):
     """An exchange reached through ``ccxt.async_support.<exchange_id>``.
 
     ``exchange`` takes a pre-built ccxt instance (tests build one with markets given and
@@ -230,17 +230,6 @@ class CcxtAdapter:
         return self._id
 
     # -- resource ----------------------------------------------------------------------
-    async def __aenter__(self) -> CcxtAdapter:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
         if self._closed:
             return

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from core.models import Tick
+from core.resource import AsyncResource
 
 
 @runtime_checkable
@@ -35,7 +36,7 @@ class PriceFeed(Protocol):
     async def aclose(self) -> None: ...
 
 
-class FeedBase:
+class FeedBase(AsyncResource):
     """Iteration, context management and an interruptible sleep shared by all feeds."""
 
     def __init__(self) -> None:
@@ -56,17 +57,6 @@ class FeedBase:
     async def _next(self) -> Tick | None:
         """The next tick, or ``None`` when the feed has ended."""
         raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     @property
     def closed(self) -> bool:

@@ -27,12 +27,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from config.logging import get_logger
 from core.models import Fill, Market, OrderStatus, PositionSide, Tick
 from core.money import ZERO, require_aware, to_decimal, utcnow
+from core.resource import AsyncResource
 from exchanges.base import (
     ExchangeError,
     ExchangeOrder,
@@ -69,7 +69,7 @@ class PaperBalance:
     free: Decimal
 
 
-class PaperExchange:
+class PaperExchange(AsyncResource):
     """A simulated exchange implementing :class:`exchanges.base.ExchangeAdapter`."""
 
     def __init__(
@@ -131,17 +131,6 @@ class PaperExchange:
         return cls(settings.paper_dir, **kwargs)
 
     # -- resource ------------------------------------------------------------------------
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
         """Compact the state to a snapshot and release the directory. Idempotent."""
         self.close()
