@@ -23,18 +23,8 @@ import asyncpg
 import structlog
 
 from core.intake import DONE, FAILED, IntakeHandler, Outcome
-from database.pool import is_unavailable
+from database.pool import DB_ERRORS, is_unavailable
 from database.repository import Repository
-
-# Everything that says "this connection (or the server behind it) failed", as opposed to
-# a bug: worth a retry on a fresh connection, never worth stopping the daemon for.
-_CONNECTION_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
 
 log = structlog.get_logger("intake")
 CHANNEL = "trader_intake"
@@ -86,7 +76,7 @@ class IntakeListener:
             while not self._stopping.is_set():
                 try:
                     worked = await self._drain_once()
-                except _CONNECTION_ERRORS as exc:
+                except DB_ERRORS as exc:
                     if not is_unavailable(exc) and not isinstance(exc, OSError):
                         log.error("intake_error", error=repr(exc))
                     worked = False
@@ -143,7 +133,7 @@ class IntakeListener:
                     result = dict(outcome.result)
                     await self._repo.finish_command(row_id, outcome.status, outcome.reason, result)
                 break
-            except _CONNECTION_ERRORS as exc:
+            except DB_ERRORS as exc:
                 log.warning("intake_outcome_retry", error=type(exc).__name__, **ids)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -173,7 +163,7 @@ class IntakeListener:
                 await conn.add_listener(CHANNEL, on_notify)
                 self._wake.set()  # catch up on anything inserted while not listening
                 await lost.wait()
-            except _CONNECTION_ERRORS as exc:
+            except DB_ERRORS as exc:
                 # Includes a connection the pool handed back in a bad protocol state after
                 # a server restart ("another operation is in progress"): drop it, take
                 # another. Losing the listener must never take the daemon down.

@@ -36,6 +36,7 @@ from config.logging import get_logger
 from core.errors import TraderError
 from core.records import Severity
 from core.resource import AsyncResource
+from database.pool import DB_ERRORS
 
 log = get_logger("database.lock")
 
@@ -51,8 +52,6 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid
 LIMIT 1
 """
-# "The database is not there (now)" and "this statement failed": both mean try again.
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class AlreadyRunning(TraderError):
@@ -161,9 +160,9 @@ class AccountLock(AsyncResource):
         conn, self._conn = self._conn, None
         if conn is not None:
             # If the session is gone, so is the lock: nothing to undo.
-            with contextlib.suppress(*_DB_ERRORS):
+            with contextlib.suppress(*DB_ERRORS):
                 await conn.execute(_UNLOCK, self.key, timeout=self._check_timeout_s)
-            with contextlib.suppress(*_DB_ERRORS):
+            with contextlib.suppress(*DB_ERRORS):
                 await self._pool.release(conn, timeout=self._check_timeout_s)
 
     # -- watching ----------------------------------------------------------------------
@@ -235,7 +234,7 @@ class AccountLock(AsyncResource):
             return
         with contextlib.suppress(asyncpg.InterfaceError):  # detached by the pool already
             conn.terminate()
-        with contextlib.suppress(*_DB_ERRORS):
+        with contextlib.suppress(*DB_ERRORS):
             await self._pool.release(conn, timeout=self._check_timeout_s)
 
     async def _reacquire(self, stale: _Session | None) -> None:
@@ -248,7 +247,7 @@ class AccountLock(AsyncResource):
         while True:
             try:
                 conn = await self._pool.acquire(timeout=self._check_timeout_s)
-            except _DB_ERRORS as exc:
+            except DB_ERRORS as exc:
                 # The database does not answer: wait for it, however long, trading on.
                 answering_since = None
                 if not waiting_logged:
@@ -283,7 +282,7 @@ class AccountLock(AsyncResource):
                 self._conn = conn
                 return True
             holder = await self._holder(conn)
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             log.warning("account_lock_retry", error=type(exc).__name__)
             return False
         if holder is None:
@@ -296,7 +295,7 @@ class AccountLock(AsyncResource):
             )
         # Our own old session, which the server has not yet seen die: end it.
         log.warning("account_lock_ending_stale_session", pid=holder.pid)
-        with contextlib.suppress(*_DB_ERRORS):
+        with contextlib.suppress(*DB_ERRORS):
             await conn.fetchval(
                 "SELECT pg_terminate_backend($1)", holder.pid, timeout=self._check_timeout_s
             )
@@ -312,7 +311,7 @@ class AccountLock(AsyncResource):
         return _Session(row["pid"], row["backend_start"])
 
     async def _release_quietly(self, conn: asyncpg.Connection) -> None:
-        with contextlib.suppress(*_DB_ERRORS):
+        with contextlib.suppress(*DB_ERRORS):
             await self._pool.release(conn, timeout=self._check_timeout_s)
 
     def _report(self, kind: str, message: str, severity: Severity) -> None:

@@ -67,8 +67,23 @@ def safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
+# Everything the database layer raises when the server or the connection to it failed (as
+# opposed to a bad request): worth a retry on a fresh connection, never worth stopping
+# for. asyncpg's InternalClientError is not an InterfaceError; it comes from a pooled
+# connection left mid-operation by a server restart ("another operation is in progress").
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True when ``exc`` says the server is unreachable rather than the request is bad."""
+    if isinstance(exc, asyncpg.InternalClientError):
+        return True
     if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
         # InterfaceError covers "connection is closed" and "pool is closing"; its
         # subclass DataError (bad client-side input) is a request problem.
