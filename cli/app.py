@@ -133,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     close.add_argument("position_id", type=value.positive_int, metavar="POSITION_ID")
     _wait(close)
     close.set_defaults(parser=close)
+    audit = sub.add_parser("audit", help="the audit trail's dead letters")
+    audit_actions = audit.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    audit_actions.add_parser(
+        "replay", help="write the dead letters again (after fixing their cause); idempotent"
+    )
     report = sub.add_parser("report", help="performance: win rate, P&L, drawdown, daily P&L")
     report.add_argument("--since", type=value.duration, metavar="7d", help="e.g. 30m, 24h, 7d")
     report.add_argument("--json", action="store_true", help="print JSON")
@@ -208,6 +213,12 @@ def main(argv: Sequence[str]) -> int:
     settings = _settings()
     if command in ("orders", "positions", "report"):
         return _query(settings, args)
+    if command == "audit":
+        from cli.audit_replay import replay_command
+        from cli.connect import run_with_pool
+
+        spool = settings.spool_dir / settings.account
+        return run_with_pool(settings, lambda pool: replay_command(pool, spool))
     if command == "migrate":
         from cli.service import migrate_command
 

@@ -6,8 +6,11 @@ Checks, in order, each reported on one line (``ok`` lines on stdout, problems on
    printed then, since nothing else can be checked without settings);
 2. database: reachable within a few seconds (the embedded server is started or joined
    when no URL is set); the URL is never printed;
-3. migrations: every file under ``migrations/`` applied, none changed since;
-4. exchange: the paper venue needs nothing; a ccxt exchange must answer ``load_markets``
+3. migrations: every file under ``migrations/`` applied, none changed since, none applied
+   that this version does not know; the audit tables have the columns the writer needs;
+4. audit: the running daemon's audit trail is kept (not degraded), and no dead letters
+   wait for ``main.py audit replay`` (database/audit_state.py, database/dead_letters.py);
+5. exchange: the paper venue needs nothing; a ccxt exchange must answer ``load_markets``
    and a balance fetch (which needs valid credentials), and know every ``TRADER_SYMBOLS``.
 """
 
@@ -42,6 +45,7 @@ async def check_database(
     from database.migrate import discover
     from database.pool import open_database
     from database.reports import applied_migrations
+    from database.schema_check import newer_line, schema_mismatches
 
     try:
         # The outer bound also covers starting the embedded server when no URL is set.
@@ -49,6 +53,7 @@ async def check_database(
             async with open_database(settings, min_size=1, max_size=1, wait_s=timeout_s) as pool:
                 findings.ok.append("database: reachable")
                 applied = await applied_migrations(pool)
+                mismatches = await schema_mismatches(pool) if applied else []
     except TimeoutError:
         findings.problems.append("database: no answer in time")
         return
@@ -57,6 +62,9 @@ async def check_database(
         findings.problems.append(f"database: unreachable: {problem}")
         return
     files = {m.name: m.checksum for m in discover()}
+    if unknown := sorted(set(applied) - set(files)):
+        findings.problems.append(f"migrations: {newer_line(unknown)}")
+    findings.problems.extend(f"schema: {line}" for line in mismatches)
     pending = sorted(set(files) - set(applied))
     changed = sorted(n for n in files if n in applied and applied[n] != files[n])
     if pending:
@@ -66,8 +74,31 @@ async def check_database(
         )
     if changed:
         findings.problems.append(f"migrations: changed after being applied: {', '.join(changed)}")
-    if not pending and not changed:
+    if not pending and not changed and not unknown:
         findings.ok.append(f"migrations: {len(files)} applied")
+
+
+def check_audit(settings: Settings, findings: Findings) -> None:
+    """The audit trail as the running daemon sees it, and the dead letters on disk."""
+    from database.audit_state import read_state
+    from database.dead_letters import DEAD_LETTER_FILE, summarise
+
+    directory = settings.spool_dir / settings.account
+    state = read_state(directory)
+    if state is not None and state.get("degraded"):
+        findings.problems.append(
+            f"audit: degraded since {state.get('since')}, no new entries or orders: "
+            + " ".join(str(state.get("reason")).split())
+        )
+    dead = summarise(directory / DEAD_LETTER_FILE)
+    if dead.count:
+        age = dead.oldest_age_s or 0.0
+        findings.problems.append(
+            f"audit: {dead.count} dead letters in {directory / DEAD_LETTER_FILE} (oldest "
+            f"refused {age:.0f}s ago); fix the cause, then run `python3 main.py audit replay`"
+        )
+    elif state is None or not state.get("degraded"):
+        findings.ok.append("audit: trail kept, no dead letters")
 
 
 async def check_exchange(settings: Settings, findings: Findings) -> None:
@@ -122,6 +153,7 @@ async def run_checks(
     """Every check after settings; they run one after the other (the output is ordered)."""
     findings = Findings(ok=["settings: valid"])
     await check_database(settings, findings, database_timeout_s)
+    check_audit(settings, findings)
     await check_exchange(settings, findings)
     return findings
 

@@ -27,10 +27,11 @@ from typing import Any
 import structlog
 
 from cli.metrics import Sample, percentile, serve_metrics, since
-from cli.systemd import Notifier, watchdog_interval_s
+from cli.systemd import Notifier, audit_status, watchdog_interval_s
 from config.logging import configure_logging, register_secrets
 from config.settings import Settings
 from core.atomic_position_manager import ApmConfig, AtomicPositionManager
+from core.audit_gate import TrailHealth
 from core.daemon import Daemon, DaemonConfig
 from core.errors import TraderError, ValidationError
 from core.execution import Executor
@@ -266,6 +267,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
     from database.migrate import migrate
     from database.pool import open_database
     from database.repository import Repository
+    from database.schema_check import refuse_mismatch, refuse_newer
     from database.state import load_snapshot
     from exchanges.feeds import build_feed
 
@@ -276,7 +278,10 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
     async with AsyncExitStack() as stack:
         stack.callback(notifier.close)
         pool = await stack.enter_async_context(open_database(settings))
+        # Schema drift ends the start with one line (database/schema_check.py).
+        await refuse_newer(pool)
         await migrate(pool)
+        await refuse_mismatch(pool)
         lock = await stack.enter_async_context(AccountLock(pool, settings.account))
         # A lock lost to another daemon stops this one (database/lock.py).
         watch = asyncio.create_task(_stop_when(lock.failed, stop), name="lock-lost")
@@ -295,7 +300,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
         await ids.fill()
         stack.push_async_callback(ids.aclose)
         venue = await stack.enter_async_context(open_venue(settings))
-        core = build_core(settings, venue, journal, ids)
+        core = build_core(settings, venue, journal, ids, trail=audit)
         # Reconcile before trading: what the database knew, against what the venue holds.
         positions, orders = await load_snapshot(pool, settings.account, venue.name)
         core.reconciler.restore(positions, orders)
@@ -307,6 +312,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
         feed = await stack.enter_async_context(build_feed(settings, venue))
         daemon = build_daemon(settings, core, feed, notifier)
         daemon.intake = intake
+        daemon.summary = lambda: status_line(daemon, audit)
         daemon.reconcile = core.reconciler.reconcile
         daemon.housekeeping = lambda: _purge(repo)
         metrics.daemon = daemon
@@ -325,6 +331,13 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
             return 1
         journal.event("daemon_stop", "daemon stopped cleanly")
     return 0
+
+
+def status_line(daemon: Daemon, audit: Any) -> str:
+    """``STATUS=``: positions and orders held, and the audit trail's state when not whole."""
+    line = f"positions={len(daemon.book)} orders={len(daemon.orders.active_orders())}"
+    trail = audit_status(audit)
+    return f"{line} {trail}" if trail else line
 
 
 async def _stop_when(event: asyncio.Event, stop: asyncio.Event) -> None:
@@ -415,7 +428,14 @@ class Core:
     journal: Journal
 
 
-def build_core(settings: Settings, venue: ExchangeAdapter, journal: Journal, ids: Any) -> Core:
+def build_core(
+    settings: Settings,
+    venue: ExchangeAdapter,
+    journal: Journal,
+    ids: Any,
+    trail: TrailHealth | None = None,
+) -> Core:
+    """The trading core; ``trail`` (the audit writer) gates new risk (core/audit_gate.py)."""
     executor = Executor(venue, journal)
     book = PositionBook()
     prices = PriceBoard()
@@ -437,6 +457,7 @@ def build_core(settings: Settings, venue: ExchangeAdapter, journal: Journal, ids
             leverage=settings.leverage or getattr(venue, "leverage", None),
         ),
         last_price=prices.price,
+        trail=trail,
     )
     lifecycle = PositionLifecycle(venue, executor, book, apm, prices)
     triggers = TriggerBook()
@@ -448,6 +469,7 @@ def build_core(settings: Settings, venue: ExchangeAdapter, journal: Journal, ids
         account=settings.account,
         positions=book,
         linked_fills=lifecycle.apply_order_fills,
+        trail=trail,
     )
     reconciler = Reconciler(
         venue,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 
 class Notifier:
@@ -61,3 +62,17 @@ def watchdog_interval_s() -> float | None:
     if not usec or not usec.isdigit() or int(usec) == 0:
         return None
     return int(usec) / 2_000_000
+
+
+def audit_status(audit: Any) -> str:
+    """The audit trail's part of ``STATUS=``: empty while all is well, else what is wrong
+    (degraded: no new entries or orders; dead letters waiting for a replay)."""
+    parts = []
+    if audit.degraded:
+        reason = " ".join(str(audit.degraded_reason).split())[:160]
+        parts.append(f"AUDIT DEGRADED, no new entries or orders: {reason}")
+    if count := audit.dead_letter_count:
+        age = audit.dead_letter_oldest_age_s
+        oldest = f", oldest {age:.0f}s" if age is not None else ""
+        parts.append(f"dead_letters={count}{oldest} (run `main.py audit replay`)")
+    return "; ".join(parts)

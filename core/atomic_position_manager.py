@@ -36,6 +36,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Protocol
 
+from core.audit_gate import TrailHealth, require_trail
 from core.errors import PositionConflict, ValidationError
 from core.execution import Executor, Update
 from core.ids import is_ours
@@ -122,6 +123,7 @@ class AtomicPositionManager:
         config: ApmConfig,
         *,
         last_price: Callable[[str], Decimal | None] = lambda _symbol: None,
+        trail: TrailHealth | None = None,
     ) -> None:
         self._adapter = adapter
         self._exec = executor
@@ -130,6 +132,7 @@ class AtomicPositionManager:
         self._ids = ids
         self._cfg = config
         self._last_price = last_price
+        self._trail = trail  # no new position while the audit trail cannot be kept
 
     # -- public ------------------------------------------------------------------------
     async def open_position_atomic(self, signal: Signal) -> Position:
@@ -142,6 +145,7 @@ class AtomicPositionManager:
         has not told yet: a critical event, and the sync loop keeps asking),
         ``rolled_back`` or ``failed``, with the reason.
         """
+        require_trail(self._trail)  # AuditUnavailable: nothing sent
         try:
             market = self._adapter.market(signal.symbol)
         except InvalidOrder:

@@ -6,6 +6,7 @@
     ├── ValidationError       bad input (signal, command, order, setting); final, names the field
     ├── InvalidTransition     a status move DESIGN.md section 3 forbids: a bug, never retried
     ├── PositionConflict      a second open position on one market; final
+    ├── AuditUnavailable      no new risk while the audit trail cannot be kept; retry later
     └── ExchangeError         (exchanges/base.py) everything a venue can answer
 
 Third-party exceptions never cross a module boundary untranslated: ccxt's are mapped in
@@ -48,6 +49,15 @@ class InvalidTransition(TraderError):
 
 class PositionConflict(TraderError):
     """A position is already open (or opening) on this market; a second one is refused."""
+
+
+class AuditUnavailable(TraderError):
+    """A new entry or order refused because the audit trail cannot be kept (the database
+    and the spool's disk both refuse records, or the schema refuses them): nothing was
+    sent. Closing, cancelling and protecting still work (core/audit_gate.py)."""
+
+    def __init__(self) -> None:
+        super().__init__("audit trail unavailable")
 
 
 def _short(value: object, limit: int = 60) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from core.atomic_position_manager import AtomicPositionManager
-from core.errors import PositionConflict, TraderError, ValidationError
+from core.errors import AuditUnavailable, PositionConflict, TraderError, ValidationError
 from core.models import Order, Position, PositionStatus
 from core.order_manager import OrderManager
 from core.order_requests import parse_order_request
@@ -81,7 +81,7 @@ def _reason(exc: BaseException) -> str:
 def _refused(exc: TraderError) -> Outcome:
     """The outcome of a request our code refused: the request's fault (bad input, a
     market already taken) is ``rejected``; the venue's or ours is ``failed``."""
-    if isinstance(exc, ValidationError | PositionConflict):
+    if isinstance(exc, ValidationError | PositionConflict | AuditUnavailable):
         return Outcome(REJECTED, _reason(exc))
     if isinstance(exc, ExchangeError):
         return Outcome(FAILED, f"venue: {_reason(exc)}")

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import structlog
 
+from core.audit_gate import TrailHealth, require_trail
 from core.errors import ValidationError
 from core.execution import Executor, Update, refused, request_for
 from core.ids import client_order_id, request_owner
@@ -59,6 +60,7 @@ class OrderManager:
         linked_fills: Callable[[Update], Awaitable[bool]] | None = None,
         leverage: Decimal = Decimal(1),
         settle_timeout_s: float = 5.0,
+        trail: TrailHealth | None = None,
     ) -> None:
         self._adapter = adapter
         self._exec = executor
@@ -70,6 +72,7 @@ class OrderManager:
         self._linked_fills = linked_fills
         self._leverage = leverage
         self._settle_timeout_s = settle_timeout_s
+        self._trail = trail  # no new order while the audit trail cannot be kept
         self._live: dict[str, Order] = {}
         # Orders with a venue call in progress (execute, native send, cancel). The periodic
         # sync leaves them alone: it would fold a fetched snapshot into the same fills the
@@ -81,7 +84,12 @@ class OrderManager:
 
     # -- placing and cancelling --------------------------------------------------------
     async def place_order(self, spec: OrderSpec) -> Order:
-        """Check, then arm (emulated) or send (native). Raises ValidationError, nothing done."""
+        """Check, then arm (emulated) or send (native). Raises ValidationError, nothing done.
+
+        A reduce-only order only takes risk away: it is accepted even while the audit
+        trail is unavailable; any other raises AuditUnavailable then."""
+        if not spec.reduce_only:
+            require_trail(self._trail)
         if spec.position_id is not None and self._positions is not None:
             linked = self._positions.get(spec.position_id)
             if linked is None:

@@ -20,7 +20,14 @@ Every record travels through one logical FIFO, so order is kept whatever happens
 - A record the database refuses for good (a constraint or data error) does not wedge
   the writer: the batch is written again alone, split until the bad rows are alone;
   every good row is written and each bad one goes to ``dead-letter.jsonl`` with the
-  error, logged.
+  error, logged, and an ``audit_record_refused`` event (database/dead_letters.py;
+  ``main.py audit replay`` writes them again once the cause is fixed).
+- The database refuses every row of a table (its schema changed) or the spool's disk
+  refuses records the database does not take: the trail is *degraded*
+  (database/audit_state.py). Records are held (in the spool, or in memory up to
+  ``queue_size``; past that, new ones are shed, counted in :attr:`AuditWriter.lost`, and
+  logged), the daemon takes no new risk, and the state ends by itself when the database
+  or the disk takes records again.
 
 Limits: a record still in memory is lost if the process dies (``kill -9``) before its
 batch is written or spooled (normally milliseconds); the spool survives a crash. Call
@@ -45,9 +52,11 @@ from config.logging import get_logger
 from core.money import utcnow
 from core.records import AuditRecord, Severity, event_record
 from core.resource import AsyncResource
-from database.batch_writer import BatchWriter, Job
+from database.audit_state import TrailState
+from database.batch_writer import BatchWriter, Job, SchemaRefusal
 from database.codec import decode_record, encode_record
-from database.spool import Spool, append_dead_letters, read_lines
+from database.dead_letters import DEAD_LETTER_FILE, DeadLetterCounter, append_dead_letters
+from database.spool import Spool, read_lines
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -78,8 +87,10 @@ class AuditWriter(AsyncResource):
         retry_max_s: float = 5.0,
         close_timeout_s: float = 30.0,
         spool_interval_s: float = 0.05,
+        account: str | None = None,
     ) -> None:
         self.spool_dir = Path(spool_dir)
+        self._account = account
         self._spool = Spool(self.spool_dir)
         self._batch_size = batch_size
         self._queue_size = queue_size
@@ -124,12 +135,17 @@ class AuditWriter(AsyncResource):
         """Records the database refused for good, now in ``dead-letter.jsonl``."""
         self.last_error: str | None = None
         """The last reason a write failed (database unreachable, refused row, ...)."""
+        self.lost = 0
+        """Records shed while degraded with memory full (neither database nor disk)."""
+        self._state = TrailState(self.spool_dir)
+        self._dead = DeadLetterCounter(self.spool_dir)
 
     @classmethod
     def from_settings(cls, pool: asyncpg.Pool, settings: Settings, **kw: Any) -> AuditWriter:
         """A writer with the batch / queue sizes of ``settings`` and a spool per account."""
         kw.setdefault("batch_size", settings.audit_batch_size)
         kw.setdefault("queue_size", settings.audit_queue_size)
+        kw.setdefault("account", settings.account)
         return cls(pool, settings.spool_dir / settings.account, **kw)
 
     # -- the sink --------------------------------------------------------------------
@@ -146,6 +162,59 @@ class AuditWriter(AsyncResource):
         except Exception as exc:  # the caller's trade must not fail for the audit's sake
             self._emergency.append(rec)
             self.last_error = f"record: {type(exc).__name__}: {exc}"
+
+    # -- health ----------------------------------------------------------------------
+    @property
+    def degraded(self) -> bool:
+        """True while records can be kept neither in the database nor in the spool (or the
+        database refuses every row of a table): no new risk may be taken."""
+        return self._state.degraded
+
+    @property
+    def degraded_reason(self) -> str | None:
+        return self._state.reason
+
+    @property
+    def dead_letter_count(self) -> int:
+        """Records in ``dead-letter.jsonl``, waiting for ``main.py audit replay``."""
+        return self._dead.summary().count
+
+    @property
+    def dead_letter_oldest_age_s(self) -> float | None:
+        """Seconds since the oldest waiting dead letter was refused (None: there are none)."""
+        return self._dead.summary().oldest_age_s
+
+    def _set_state(self, **change: str | None) -> None:
+        if not self._state.set(**change):
+            return
+        if self._state.degraded:
+            log.critical("audit_degraded", reason=self._state.reason)
+            self._record_own(
+                event_record(
+                    "audit_degraded",
+                    f"audit trail unavailable, no new risk taken: {self._state.reason}",
+                    severity=Severity.CRITICAL,
+                    detail={"reason": self._state.reason},
+                )
+            )
+        else:
+            log.warning("audit_recovered", lost=self.lost)
+            self._record_own(
+                event_record(
+                    "audit_recovered",
+                    "audit trail kept again; new entries and orders accepted",
+                    severity=Severity.WARNING,
+                    detail={"lost": self.lost},
+                )
+            )
+
+    def _record_own(self, rec: AuditRecord) -> None:
+        """The writer's own record of a state change: queued even when memory is full
+        (one per change, so memory stays bounded), never shed."""
+        self._recorded += 1
+        self._queue.append(rec)
+        self._stamps.append(time.monotonic())
+        self._wake.set()
 
     # -- metrics ---------------------------------------------------------------------
     @property
@@ -178,6 +247,7 @@ class AuditWriter(AsyncResource):
         if self._task is not None:
             return
         self._spool.open()
+        self._state.open()
         leftover = self.spool_dir / OVERFLOW_FILE
         if leftover.exists() and leftover.stat().st_size:
             self._spool.adopt(leftover)  # newest of all it holds: it goes last
@@ -245,6 +315,7 @@ class AuditWriter(AsyncResource):
             self._spool_everything_now()
             await self._db.release()
             self._spool.close()
+            self._state.close()
             if self._spool:
                 log.warning("audit_spool_left", bytes=self._spool.size_bytes)
 
@@ -351,6 +422,8 @@ class AuditWriter(AsyncResource):
                     continue
                 job = jobs.popleft()
                 if job.ok:
+                    if self._state.degraded:
+                        self._set_state(disk=None, schema=None)
                     self.written += len(job.records)
                     self._lags.append(time.monotonic() - job.oldest)
                     self._settle(len(job.records))
@@ -395,9 +468,14 @@ class AuditWriter(AsyncResource):
         """Commit ``records`` (refused ones dead-lettered); False if the database is away."""
         refused_before = self.dead_letters
         if not await self._db.write(records):
-            self._unavailable(self._db.error)
+            error = self._db.error
+            self._unavailable(error)
+            if isinstance(error, SchemaRefusal):
+                self._set_state(schema=str(error))
             return False
         self.written += len(records) - (self.dead_letters - refused_before)
+        if self._state.degraded:
+            self._set_state(disk=None, schema=None)
         return True
 
     def _unavailable(self, exc: BaseException | None) -> None:
@@ -424,7 +502,10 @@ class AuditWriter(AsyncResource):
         except OSError as exc:
             self.last_error = f"spool: {exc}"
             log.critical("audit_spool_write_failed", error=str(exc), dir=str(self.spool_dir))
+            self._set_state(disk=f"database unavailable and spool refused: {exc}")
             return False
+        if self._state.disk is not None:
+            self._set_state(disk=None)
         return True
 
     async def _queue_to_spool(self) -> None:
@@ -474,10 +555,17 @@ class AuditWriter(AsyncResource):
                 self.dead_letters += 1
                 append_dead_letters(self.spool_dir, [_dead_line(None, exc, raw=line)])
                 log.error("audit_spool_bad_line", file=path.name, line=number, error=str(exc))
+                self._refused_event(None, {}, exc)
         return records
 
     def _spill(self, rec: AuditRecord) -> None:
-        """The memory queue is full (or closed): append to the overflow file, in order."""
+        """The memory queue is full (or closed): append to the overflow file, in order.
+
+        Not while the disk refuses records: memory is full and the disk is too, so the
+        record is shed (counted, logged): memory stays bounded."""
+        if self._state.disk is not None and not self._closed:
+            self._shed(rec)
+            return
         try:
             line = encode_record(rec)
         except Exception as exc:
@@ -498,16 +586,29 @@ class AuditWriter(AsyncResource):
             self._overflow_count += 1
             self._overflow_bytes += len(line)
         except OSError as exc:
-            self._emergency.append(rec)
             self.last_error = f"overflow: {exc}"
+            if len(self._emergency) < self._queue_size:
+                self._emergency.append(rec)
+            else:
+                self._shed(rec)
+
+    def _shed(self, rec: AuditRecord) -> None:
+        if not self.lost:
+            log.critical("audit_records_shed", reason=self._state.reason, kind=str(rec.kind))
+        self.lost += 1
+        self._settle(1)  # given up on: flush() and drain() do not wait for it
 
     def _adopt_overflow(self) -> None:
         """The queue ahead has drained: the overflow file becomes the newest segment, and
         records neither the queue nor the file could take go back into the queue."""
         overflow, self._overflow = self._overflow, None
         if overflow is not None:
-            overflow.flush()
-            overflow.close()
+            try:
+                overflow.close()  # flushes: a full disk can refuse the last of it
+            except OSError as exc:
+                log.critical(
+                    "audit_overflow_flush_failed", error=str(exc), records=self._overflow_count
+                )
             path = self.spool_dir / OVERFLOW_FILE
             try:
                 self._spool.adopt(path)
@@ -562,6 +663,25 @@ class AuditWriter(AsyncResource):
             append_dead_letters(self.spool_dir, [_dead_line(rec, exc)])
         except OSError as err:
             log.critical("audit_dead_letter_write_failed", error=str(err), record=repr(rec))
+        if row.get("kind") != "audit_record_refused":  # never about itself: no loop
+            self._refused_event(getattr(rec, "kind", None), key, exc)
+
+    def _refused_event(self, kind: Any, key: dict[str, Any], exc: BaseException) -> None:
+        """Say in ``monitoring.events`` that a record was dead-lettered."""
+        self.record(
+            event_record(
+                "audit_record_refused",
+                f"an audit record ({kind}) was refused by the database and kept in "
+                f"{DEAD_LETTER_FILE}; fix the cause, then run `main.py audit replay`",
+                severity=Severity.ERROR,
+                account=self._account,
+                detail={
+                    "record_kind": str(kind),
+                    "error": f"{type(exc).__name__}: {exc}"[:500],
+                    **{k: str(v) for k, v in key.items()},
+                },
+            )
+        )
 
     def _settle(self, n: int) -> None:
         self._settled += n

@@ -11,7 +11,9 @@ session's staging tables; database/repository.py). Two ways:
   only after that one committed (order). If a batch fails, the one after it rolls back.
 - :meth:`BatchWriter.write`: the careful path, one batch alone. A batch the database
   refuses (a constraint or data error) is split in halves until each bad record is
-  alone; those go to ``on_refused``, every other row is written.
+  alone; those go to ``on_refused``, every other row is written. A refusal that no row
+  could escape (:func:`schema_refusal`: the table's schema changed) is not split: the
+  write fails as if the database were away, and the records are kept.
 
 Within a batch, a table's rows already known to this writer (updates) are merged before
 its new rows are inserted. Order matters for positions: the close of one position (an
@@ -38,6 +40,7 @@ import asyncpg
 from config.logging import get_logger
 from core.records import AuditRecord, RecordKind
 from database.repository import (
+    TABLES,
     Rows,
     TableSpec,
     group_rows,
@@ -55,6 +58,41 @@ Groups = list[tuple[TableSpec, Rows, Rows]]
 
 class Aborted(Exception):
     """A batch rolled back because the one before it failed (it is written again)."""
+
+
+class SchemaRefusal(Exception):
+    """The database refuses every row of a table, whatever its values: its schema no
+    longer matches the rows this daemon writes (a new NOT NULL column it does not fill, a
+    column or table gone). Not one bad record: nothing is dead-lettered, the records are
+    held (spooled) until the schema takes them again."""
+
+
+# undefined_column, undefined_table, datatype_mismatch: the statement, not a value.
+_SCHEMA_STATES = frozenset({"42703", "42P01", "42804"})
+_WRITTEN = {spec.table.split(".", 1)[1]: frozenset(spec.columns) for spec in TABLES.values()}
+
+
+def schema_refusal(exc: BaseException) -> str | None:
+    """Why ``exc`` refuses every row of its table, or None when it may be one row's fault.
+
+    A NOT NULL violation on a column the writer never sends is the schema's doing: no
+    row this daemon builds can satisfy it.
+    """
+    if not isinstance(exc, asyncpg.PostgresError):
+        return None
+    state = getattr(exc, "sqlstate", None) or ""
+    table = getattr(exc, "table_name", None) or ""
+    if state in _SCHEMA_STATES:
+        return f"schema mismatch: {exc}"
+    if state == "23502":
+        column = getattr(exc, "column_name", None)
+        written = _WRITTEN.get(table)
+        if written is not None and column is not None and column not in written:
+            return (
+                f"schema mismatch: monitoring.{table}.{column} is NOT NULL and this daemon"
+                " does not write it"
+            )
+    return None
 
 
 def _retrieve(task: asyncio.Future[None]) -> None:
@@ -192,6 +230,8 @@ class BatchWriter:
             async with conn.transaction():
                 await self._statements(conn, groups)
         except Exception as exc:
+            if (why := schema_refusal(exc)) is not None:
+                raise SchemaRefusal(why) from exc
             if not is_poison(exc):
                 raise
             if len(records) == 1:

@@ -8,12 +8,13 @@ replays that segment again on the next start, which is harmless because every au
 row has an idempotency key. Appends are ``fsync``'d (file, and directory on creation).
 
 Beside the segments: ``dead-letter.jsonl`` (records the database refused for good, each
-with the error) and the writer's ``overflow.jsonl`` (see database/audit.py). An
-exclusive ``flock`` on ``.lock`` keeps two writers out of one spool.
+with the error; database/dead_letters.py) and the writer's ``overflow.jsonl`` (see
+database/audit.py). An exclusive ``flock`` on ``.lock`` keeps two writers out of one spool.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -22,9 +23,11 @@ from pathlib import Path
 from typing import IO
 
 from core.errors import TraderError
+from database.dead_letters import DEAD_LETTER_FILE, append_dead_letters
+
+__all__ = ["DEAD_LETTER_FILE", "Spool", "SpoolError", "append_dead_letters", "read_lines"]
 
 _SEGMENT = re.compile(r"^segment-(\d{12})\.jsonl$")
-DEAD_LETTER_FILE = "dead-letter.jsonl"
 
 
 class SpoolError(TraderError):
@@ -89,16 +92,27 @@ class Spool:
 
     # -- writing ---------------------------------------------------------------------
     def append(self, lines: Iterable[bytes]) -> int:
-        """Append encoded lines at the tail and fsync; return the bytes written."""
+        """Append encoded lines at the tail and fsync; return the bytes written.
+
+        Raises OSError (a full disk) with nothing of ``lines`` left in the segment."""
         data = b"".join(lines)
         if not data:
             return 0
         if self._tail is None or self._tail_bytes >= self.max_segment_bytes:
             self._new_tail()
         assert self._tail is not None
-        self._tail.write(data)
-        self._tail.flush()
-        os.fsync(self._tail.fileno())
+        fd = self._tail.fileno()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except OSError:
+            # A full disk can take part of it: cut back to whole lines, so that a later
+            # append (or a replay) never meets a torn record in the middle of a segment.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._tail_bytes)
+            raise
         self._tail_bytes += len(data)
         self._bytes += len(data)
         return len(data)
@@ -123,7 +137,7 @@ class Spool:
     def _new_tail(self) -> None:
         self.seal()
         path = self._next_segment_path()
-        self._tail = path.open("ab")
+        self._tail = path.open("ab", buffering=0)  # unbuffered: append() cuts back a failed write
         fsync_dir(self.directory)
         self._segments.append(path)
 
@@ -175,15 +189,3 @@ def read_lines(path: Path, start: int = 0) -> Iterator[tuple[int, bytes, bool]]:
         line = lines[number]
         if line.strip():
             yield number, line, number != last or tail_complete
-
-
-def append_dead_letters(directory: Path, lines: Iterable[bytes]) -> None:
-    """Append lines to the dead-letter file and fsync it."""
-    data = b"".join(lines)
-    if not data:
-        return
-    path = directory / DEAD_LETTER_FILE
-    with path.open("ab") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())

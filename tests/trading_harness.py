@@ -137,6 +137,7 @@ def build_stack(
     seed: int = 0,
     wrap: Callable[[PaperExchange], Any] | None = None,
     venue: PaperExchange | None = None,
+    trail: Any = None,
     **config: Any,
 ) -> Stack:
     venue = venue or PaperExchange(None, faults=faults, seed=seed)
@@ -156,7 +157,13 @@ def build_stack(
         **config,
     }
     apm = AtomicPositionManager(
-        adapter, executor, book, CountingIds(), ApmConfig(**settings), last_price=board.price
+        adapter,
+        executor,
+        book,
+        CountingIds(),
+        ApmConfig(**settings),
+        last_price=board.price,
+        trail=trail,
     )
     lifecycle = PositionLifecycle(adapter, executor, book, apm, board)
     triggers = TriggerBook()
@@ -169,6 +176,7 @@ def build_stack(
         positions=book,
         linked_fills=lifecycle.apply_order_fills,
         settle_timeout_s=0.5,
+        trail=trail,
     )
     stack = Stack(
         venue, sink, journal, executor, book, board, apm, lifecycle, orders, triggers, TaskSet("t")

@@ -31,6 +31,15 @@ EXPECTED_PER_STORY = {
 }
 
 
+# Events the writer records about itself (replays, dead letters, degraded state).
+WRITER_EVENTS = [
+    "audit_spool_replayed",
+    "audit_record_refused",
+    "audit_degraded",
+    "audit_recovered",
+]
+
+
 async def counts(pool: asyncpg.Pool) -> dict[str, int]:
     """Rows per audit table (the writer's own spool-replay events left out)."""
     found = {
@@ -38,7 +47,7 @@ async def counts(pool: asyncpg.Pool) -> dict[str, int]:
         for table in EXPECTED_PER_STORY
     }
     found["events"] -= await pool.fetchval(
-        "SELECT count(*) FROM monitoring.events WHERE kind = 'audit_spool_replayed'"
+        "SELECT count(*) FROM monitoring.events WHERE kind = ANY($1::text[])", WRITER_EVENTS
     )
     return found
 
@@ -130,6 +139,11 @@ async def test_poison_records_go_to_dead_letter_and_the_rest_is_written(
     errors = {d["r"]["client_order_id"]: d["error"] for d in dead}
     assert "CheckViolation" in errors["bad-1"]
     assert "ForeignKeyViolation" in errors["bad-2"]
+    refused = await pool.fetch(
+        "SELECT detail->>'client_order_id' AS coid FROM monitoring.events "
+        "WHERE kind = 'audit_record_refused'"
+    )
+    assert sorted(r["coid"] for r in refused) == ["bad-1", "bad-2", "bad-3"]
 
 
 async def test_poison_in_a_busy_pipeline_is_isolated(pool: asyncpg.Pool, tmp_path: Path) -> None:
@@ -152,7 +166,8 @@ async def test_poison_in_a_busy_pipeline_is_isolated(pool: asyncpg.Pool, tmp_pat
                 await asyncio.sleep(0)
         await audit.drain(timeout_s=60)
         assert audit.dead_letters == bad
-        assert audit.written == len(records) - bad
+        # Every good record, and one audit_record_refused event per bad one.
+        assert audit.written == (len(records) - bad) + bad
     assert await counts(pool) == expected(40)
     await assert_events_in_version_order(pool)
 
