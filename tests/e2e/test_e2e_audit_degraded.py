@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.records import AuditRecord, RecordKind, event_record
+from database.codec import encode_record
 from tests.e2e.conftest import BTC, START_PRICE, Trader, wait_until
 
 
@@ -80,3 +82,29 @@ def test_schema_refusal_stops_new_risk_until_fixed(trader: Trader) -> None:
     )
     assert not _logged(daemon, "audit_records_shed")
     assert 0 == daemon.terminate()
+
+
+def test_audit_replay_command_reports_and_is_idempotent(trader: Trader) -> None:
+    """``main.py audit replay``: a dead letter whose cause is gone goes in once (reported),
+    one still refused stays with its reason (exit 1); a second run writes nothing twice."""
+    assert 0 == trader.cli("migrate").returncode
+    spool = trader.state_dir / "audit-spool" / "main"
+    spool.mkdir(parents=True)
+    good = event_record("replayed_kind", "fine now", event_key="dl-good")
+    bad = AuditRecord(RecordKind.EVENT, {**good.row, "event_key": "dl-bad", "severity": "nope"})
+    stamp = b'{"error":"earlier","at":"2026-01-01T00:00:00+00:00",'
+    (spool / "dead-letter.jsonl").write_bytes(
+        b"".join(stamp + encode_record(rec)[1:] for rec in (good, bad))
+    )
+    first = trader.cli("audit", "replay")
+    assert 1 == first.returncode
+    assert first.stdout.startswith("replayed: 1 written, 1 still refused")
+    assert "refused: events event_key=dl-bad: CheckViolationError" in first.stdout
+    second = trader.cli("audit", "replay")
+    assert second.stdout.startswith("replayed: 0 written, 1 still refused")
+    assert 1 == trader.db.fetchval(
+        "SELECT count(*) FROM monitoring.events WHERE event_key = 'dl-good'"
+    )
+    check = trader.cli("check")
+    assert "audit: 1 dead letters" in check.stderr
+    assert 1 == len((spool / "dead-letter.replayed.jsonl").read_text().splitlines())
