@@ -108,3 +108,30 @@ def test_audit_replay_command_reports_and_is_idempotent(trader: Trader) -> None:
     check = trader.cli("check")
     assert "audit: 1 dead letters" in check.stderr
     assert 1 == len((spool / "dead-letter.replayed.jsonl").read_text().splitlines())
+
+
+def test_schema_drift_refuses_start_in_one_line(trader: Trader) -> None:
+    """A database migrated by a newer version: the daemon exits 1 with one line naming the
+    newest migration it does not know, and check says the same; a column the writer
+    needs gone: start refused naming it."""
+    assert 0 == trader.cli("migrate").returncode
+    trader.db.execute(
+        "INSERT INTO monitoring.schema_migrations (name, checksum) VALUES "
+        "('9000_later.sql', 'a'), ('9001_latest.sql', 'b')"
+    )
+    daemon = trader.daemon().start()
+    assert 1 == daemon.wait_exit(30)
+    fatal = [e for e in daemon.events() if e.get("event") == "fatal"]
+    assert len(fatal) == 1
+    assert "migration 9001_latest.sql is not known to this daemon" in fatal[0]["error"]
+    check = trader.cli("check")
+    assert 1 == check.returncode
+    assert "migration 9001_latest.sql is not known" in check.stderr
+
+    trader.db.execute("DELETE FROM monitoring.schema_migrations WHERE name LIKE '900%'")
+    trader.db.execute("ALTER TABLE monitoring.orders DROP COLUMN price_source")
+    daemon = trader.daemon("daemon2.log").start()
+    assert 1 == daemon.wait_exit(30)
+    fatal = [e for e in daemon.events() if e.get("event") == "fatal"]
+    assert "monitoring.orders lacks column price_source" in fatal[0]["error"]
+    assert "monitoring.orders lacks column price_source" in trader.cli("check").stderr
