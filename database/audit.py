@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import time
 from collections import deque
@@ -49,13 +48,17 @@ from typing import IO, TYPE_CHECKING, Any, Self
 import asyncpg
 
 from config.logging import get_logger
-from core.money import utcnow
 from core.records import AuditRecord, Severity, event_record
 from core.resource import AsyncResource
 from database.audit_state import TrailState
 from database.batch_writer import BatchWriter, Job, SchemaRefusal
 from database.codec import decode_record, encode_record
-from database.dead_letters import DEAD_LETTER_FILE, DeadLetterCounter, append_dead_letters
+from database.dead_letters import (
+    DeadLetterCounter,
+    append_dead_letters,
+    dead_line,
+    refused_event,
+)
 from database.spool import Spool, read_lines
 
 if TYPE_CHECKING:
@@ -137,6 +140,7 @@ class AuditWriter(AsyncResource):
         """The last reason a write failed (database unreachable, refused row, ...)."""
         self.lost = 0
         """Records shed while degraded with memory full (neither database nor disk)."""
+        self._shedding = False
         self._state = TrailState(self.spool_dir)
         self._dead = DeadLetterCounter(self.spool_dir)
 
@@ -187,6 +191,7 @@ class AuditWriter(AsyncResource):
     def _set_state(self, **change: str | None) -> None:
         if not self._state.set(**change):
             return
+        self._shedding = False
         if self._state.degraded:
             log.critical("audit_degraded", reason=self._state.reason)
             self._record_own(
@@ -553,7 +558,7 @@ class AuditWriter(AsyncResource):
                     log.warning("audit_spool_torn_line", file=path.name, line=number)
                     continue
                 self.dead_letters += 1
-                append_dead_letters(self.spool_dir, [_dead_line(None, exc, raw=line)])
+                append_dead_letters(self.spool_dir, [dead_line(None, exc, raw=line)])
                 log.error("audit_spool_bad_line", file=path.name, line=number, error=str(exc))
                 self._refused_event(None, {}, exc)
         return records
@@ -593,7 +598,8 @@ class AuditWriter(AsyncResource):
                 self._shed(rec)
 
     def _shed(self, rec: AuditRecord) -> None:
-        if not self.lost:
+        if not self._shedding:  # once per episode; the count is in lost and the events
+            self._shedding = True
             log.critical("audit_records_shed", reason=self._state.reason, kind=str(rec.kind))
         self.lost += 1
         self._settle(1)  # given up on: flush() and drain() do not wait for it
@@ -660,7 +666,7 @@ class AuditWriter(AsyncResource):
             **{k: str(v) for k, v in key.items()},
         )
         try:
-            append_dead_letters(self.spool_dir, [_dead_line(rec, exc)])
+            append_dead_letters(self.spool_dir, [dead_line(rec, exc)])
         except OSError as err:
             log.critical("audit_dead_letter_write_failed", error=str(err), record=repr(rec))
         if row.get("kind") != "audit_record_refused":  # never about itself: no loop
@@ -668,20 +674,7 @@ class AuditWriter(AsyncResource):
 
     def _refused_event(self, kind: Any, key: dict[str, Any], exc: BaseException) -> None:
         """Say in ``monitoring.events`` that a record was dead-lettered."""
-        self.record(
-            event_record(
-                "audit_record_refused",
-                f"an audit record ({kind}) was refused by the database and kept in "
-                f"{DEAD_LETTER_FILE}; fix the cause, then run `main.py audit replay`",
-                severity=Severity.ERROR,
-                account=self._account,
-                detail={
-                    "record_kind": str(kind),
-                    "error": f"{type(exc).__name__}: {exc}"[:500],
-                    **{k: str(v) for k, v in key.items()},
-                },
-            )
-        )
+        self.record(refused_event(kind, key, exc, self._account))
 
     def _settle(self, n: int) -> None:
         self._settled += n
@@ -707,16 +700,3 @@ class AuditWriter(AsyncResource):
 
 def _read_segment(path: Path, start: int) -> list[tuple[int, bytes, bool]]:
     return list(read_lines(path, start))
-
-
-def _dead_line(rec: AuditRecord | None, exc: BaseException, raw: bytes | None = None) -> bytes:
-    """A dead-letter line: the error, the time, and the record as the spool encodes it."""
-    head = json.dumps({"error": f"{type(exc).__name__}: {exc}", "at": utcnow().isoformat()})
-    try:
-        body = encode_record(rec).decode() if rec is not None else None
-    except Exception:
-        body = None
-    if body is not None:
-        return (head[:-1] + "," + body[1:]).encode()
-    shown = raw.decode(errors="replace") if raw is not None else repr(rec)
-    return (head[:-1] + "," + json.dumps({"raw": shown})[1:] + "\n").encode()

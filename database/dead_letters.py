@@ -22,8 +22,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from core.money import utcnow
+from core.records import AuditRecord, Severity, event_record
+from database.codec import encode_record
 
 DEAD_LETTER_FILE = "dead-letter.jsonl"
 ARCHIVE_FILE = "dead-letter.replayed.jsonl"
@@ -137,3 +140,34 @@ def settle(directory: Path, upto: int, replayed: list[bytes], refused: list[byte
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def dead_line(rec: AuditRecord | None, exc: BaseException, raw: bytes | None = None) -> bytes:
+    """A dead-letter line: the error, the time, and the record as the spool encodes it."""
+    head = json.dumps({"error": f"{type(exc).__name__}: {exc}", "at": utcnow().isoformat()})
+    try:
+        body = encode_record(rec).decode() if rec is not None else None
+    except Exception:
+        body = None
+    if body is not None:
+        return (head[:-1] + "," + body[1:]).encode()
+    shown = raw.decode(errors="replace") if raw is not None else repr(rec)
+    return (head[:-1] + "," + json.dumps({"raw": shown})[1:] + "\n").encode()
+
+
+def refused_event(
+    kind: object, key: dict[str, Any], exc: BaseException, account: str | None
+) -> AuditRecord:
+    """The ``audit_record_refused`` event of a dead-lettered record."""
+    return event_record(
+        "audit_record_refused",
+        f"an audit record ({kind}) was refused by the database and kept in "
+        f"{DEAD_LETTER_FILE}; fix the cause, then run `main.py audit replay`",
+        severity=Severity.ERROR,
+        account=account,
+        detail={
+            "record_kind": str(kind),
+            "error": f"{type(exc).__name__}: {exc}"[:500],
+            **{k: str(v) for k, v in key.items()},
+        },
+    )

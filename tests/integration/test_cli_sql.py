@@ -258,7 +258,8 @@ async def test_command_request_prints_the_result(
 
 
 async def test_check_passes_on_a_migrated_database(migrated_url: str, tmp_path: Path) -> None:
-    """Settings, database, migrations and the paper venue: all fine, no problem lines."""
+    """Settings, database, migrations, audit trail and the paper venue: all fine, no
+    problem lines."""
     settings = load_settings(database_url=migrated_url, state_dir=tmp_path)
     findings = await run_checks(settings)
     assert [] == findings.problems
@@ -266,6 +267,7 @@ async def test_check_passes_on_a_migrated_database(migrated_url: str, tmp_path: 
         "settings: valid",
         "database: reachable",
         f"migrations: {len(discover())} applied",
+        "audit: trail kept, no dead letters",
         "exchange: paper venue (simulated)",
     ] == findings.ok
 
