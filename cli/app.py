@@ -8,8 +8,8 @@ cli/service.py; ``check`` to cli/check.py; the requests ``signal``, ``order plac
 Exit codes: 0 success, 1 failure (a bad setting, a refused start, a rejected request,
 an unreachable database), 2 bad arguments (one line naming the argument) or no outcome in
 time. Arguments are checked before settings are loaded, so a typo costs nothing else;
-then a request's ``--symbol`` is checked against the settings (``TRADER_SYMBOLS``, the
-paper venue's markets), still before the database is touched.
+then a request is checked against the live daemon serving the account, as published in
+``monitoring.daemons`` (its ``TRADER_SYMBOLS``), before anything is queued.
 """
 
 from __future__ import annotations
@@ -170,19 +170,16 @@ def _request(args: argparse.Namespace) -> int:
     except InputError as exc:
         args.parser.error(str(exc))  # reported under the sub-command's name, like argparse
     settings = _settings()
-    if isinstance(symbol := fields.get("symbol"), str):
-        try:
-            requests.check_symbol(symbol, settings)
-        except InputError as exc:
-            args.parser.error(str(exc))
     account = settings.account
-    if kind == "signal":
-        return run_with_pool(
-            settings, lambda pool: requests.submit_signal(pool, fields, account, args.wait)
-        )
-    return run_with_pool(
-        settings, lambda pool: requests.submit_command(pool, kind, fields, account, args.wait)
-    )
+
+    async def submit(pool: Any) -> int:
+        # Checked against the daemon that will run it, as it checks every row.
+        await requests.admit(pool, kind, fields, account, args.parser.prog)
+        if kind == "signal":
+            return await requests.submit_signal(pool, fields, account, args.wait)
+        return await requests.submit_command(pool, kind, fields, account, args.wait)
+
+    return run_with_pool(settings, submit)
 
 
 def _check() -> int:
