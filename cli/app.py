@@ -174,10 +174,13 @@ def _request(args: argparse.Namespace) -> int:
 
     async def submit(pool: Any) -> int:
         # Checked against the daemon that will run it, as it checks every row.
-        await requests.admit(pool, kind, fields, account, args.parser.prog)
+        daemon = await requests.admit(pool, kind, fields, account, args.parser.prog)
+        markets = daemon["markets"]
         if kind == "signal":
-            return await requests.submit_signal(pool, fields, account, args.wait)
-        return await requests.submit_command(pool, kind, fields, account, args.wait)
+            return await requests.submit_signal(pool, fields, account, args.wait, markets=markets)
+        return await requests.submit_command(
+            pool, kind, fields, account, args.wait, markets=markets
+        )
 
     return run_with_pool(settings, submit)
 

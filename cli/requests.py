@@ -30,6 +30,7 @@ import asyncpg
 
 from cli.arguments import InputError, PriceOrPercent
 from cli.connect import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandFailed
+from cli.numbers import Precision, precisions, shown
 from core.errors import ValidationError
 from core.order_requests import parse_order_request
 from core.request_check import check_command, check_signal
@@ -213,6 +214,7 @@ RESULT_KEYS = (
     "quantity",
     "amount",
     "filled",
+    "requested",
     "entry_price",
     "stop_loss_price",
     "take_profit_price",
@@ -222,11 +224,34 @@ RESULT_KEYS = (
 )
 
 
-def describe(values: Mapping[str, Any]) -> str:
-    """``key=value`` pairs of the non-empty values, the usual keys first."""
+def describe(values: Mapping[str, Any], precision: Precision | None = None) -> str:
+    """``key=value`` pairs of the non-empty values, the usual keys first; numbers plain,
+    prices, amounts and P&L rounded to the market's ``precision`` when known."""
     rank = {k: i for i, k in enumerate(RESULT_KEYS)}
     keys = sorted(values, key=lambda k: (rank.get(k, len(rank)), k))
-    return " ".join(f"{k}={values[k]}" for k in keys if values[k] is not None and values[k] != "")
+    return " ".join(
+        f"{k}={shown(k, values[k], precision)}"
+        for k in keys
+        if values[k] is not None and values[k] != ""
+    )
+
+
+def _precision(markets: Any, values: Mapping[str, Any]) -> Precision | None:
+    symbol = values.get("symbol")
+    return precisions(markets).get(symbol) if isinstance(symbol, str) else None
+
+
+def entry_outcome(result: Mapping[str, Any], precision: Precision | None) -> dict[str, Any]:
+    """A signal's result for the ``done:`` line: ``filled=<filled>/<requested>`` in place
+    of the position's quantity, so a partial entry shows as one."""
+    summary = dict(result)
+    filled, requested = summary.pop("filled", None), summary.pop("requested", None)
+    if filled is not None and requested is not None:
+        summary.pop("quantity", None)
+        summary["filled"] = (
+            f"{shown('filled', filled, precision)}/{shown('requested', requested, precision)}"
+        )
+    return summary
 
 
 def _finished(kind: str, row_id: int, row: Mapping[str, Any] | None, wait_s: float) -> int:
@@ -261,10 +286,16 @@ async def _position_summary(repo: Repository, position_id: int) -> dict[str, Any
 
 
 async def submit_signal(
-    pool: asyncpg.Pool, row: Mapping[str, Any], account: str, wait_s: float | None
+    pool: asyncpg.Pool,
+    row: Mapping[str, Any],
+    account: str,
+    wait_s: float | None,
+    *,
+    markets: Any = None,
 ) -> int:
     """Insert the signal for ``account``, print its id, and with ``wait_s`` wait for and
-    print the outcome."""
+    print the outcome (the entry's final fill of the amount asked for); ``markets``: the
+    serving daemon's precision document, for rounding."""
     repo = Repository(pool)
     signal_id = await repo.insert_signal(**row, account=account)
     print(signal_id, flush=True)
@@ -275,14 +306,26 @@ async def submit_signal(
     if code == EXIT_OK:
         assert outcome is not None
         summary: Mapping[str, Any] = {"position_id": None}
-        if outcome["position_id"] is not None:
-            summary = await _position_summary(repo, int(outcome["position_id"]))
-        print(f"done: {describe(summary)}".rstrip())
+        result = outcome.get("result")
+        if isinstance(result, Mapping) and result:
+            precision = _precision(markets, result)
+            summary = entry_outcome(result, precision)
+        else:  # a daemon that does not write a signal's result: read the position
+            if outcome["position_id"] is not None:
+                summary = await _position_summary(repo, int(outcome["position_id"]))
+            precision = _precision(markets, summary)
+        print(f"done: {describe(summary, precision)}".rstrip())
     return code
 
 
 async def submit_command(
-    pool: asyncpg.Pool, kind: str, payload: Mapping[str, Any], account: str, wait_s: float | None
+    pool: asyncpg.Pool,
+    kind: str,
+    payload: Mapping[str, Any],
+    account: str,
+    wait_s: float | None,
+    *,
+    markets: Any = None,
 ) -> int:
     """Insert the command, print its id, and with ``wait_s`` wait for and print the outcome."""
     repo = Repository(pool)
@@ -295,5 +338,5 @@ async def submit_command(
     if code == EXIT_OK:
         assert outcome is not None
         result = outcome["result"] if isinstance(outcome["result"], Mapping) else {}
-        print(f"done: {describe(result)}".rstrip())
+        print(f"done: {describe(result, _precision(markets, result))}".rstrip())
     return code

@@ -138,7 +138,11 @@ class IntakeListener:
             try:
                 if kind == "signal":
                     await self._repo.finish_signal(
-                        row_id, outcome.status, outcome.reason, outcome.position_id
+                        row_id,
+                        outcome.status,
+                        outcome.reason,
+                        outcome.position_id,
+                        dict(outcome.result),
                     )
                 else:
                     result = dict(outcome.result)

@@ -54,3 +54,7 @@ WHERE NOT EXISTS (
 -- Close and cancel commands are claimed before anything else (database/intake_queue.py).
 CREATE INDEX commands_urgent_new ON monitoring.commands (id)
     WHERE status = 'new' AND kind IN ('close_position', 'cancel_order');
+
+-- A signal's outcome, as a command's: the position as it stood when the entry was final
+-- (filled, or ended with a remainder), with `filled` and `requested` amounts.
+ALTER TABLE monitoring.signals ADD COLUMN result jsonb;

@@ -286,8 +286,7 @@ async def test_check_lists_requests_no_live_daemon_takes(
     settings = load_settings(database_url=migrated_url, state_dir=tmp_path)
     findings = await run_checks(settings)
     assert [
-        "intake: 1 request(s) wait with no live daemon to take them "
-        "(monitoring.waiting_requests)",
+        "intake: 1 request(s) wait with no live daemon to take them (monitoring.waiting_requests)",
         f"intake: signal {signal_id} for 'someoneelse': no daemon has ever served this account",
     ] == findings.problems
 

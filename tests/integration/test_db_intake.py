@@ -189,9 +189,7 @@ async def test_a_crash_mid_request_interrupts_only_the_request_in_hand(
     interrupted = await _listener(pool, ScriptedHandler()).recover_interrupted()
     assert 1 == interrupted
     assert [(i, "new") for i in signals] == await _statuses(pool, "signals")
-    assert [(commands[0], "failed"), (commands[1], "new")] == await _statuses(
-        pool, "commands"
-    )
+    assert [(commands[0], "failed"), (commands[1], "new")] == await _statuses(pool, "commands")
     row = await repo.get_command(commands[0])
     assert row is not None and "interrupted by a daemon restart" in row["reason"]
 
