@@ -3,7 +3,7 @@
 Commands (DESIGN.md section 7): ``run`` (the default) and ``migrate`` go to
 cli/service.py; ``check`` to cli/check.py; the requests ``signal``, ``order place``,
 ``order cancel`` and ``close`` to cli/requests.py; the listings ``orders`` and
-``positions`` to cli/listings.py; ``report`` to cli/report.py.
+``positions`` to cli/listings.py; ``report`` to cli/report.py; ``status`` to cli/status.py.
 
 Exit codes: 0 success, 1 failure (a bad setting, a refused start, a rejected request,
 an unreachable database), 2 bad arguments (one line naming the argument) or no outcome in
@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the daemon (the default)")
     sub.add_parser("migrate", help="apply database migrations and exit")
     sub.add_parser("check", help="check settings, database and exchange; exit 1 on a problem")
+    sub.add_parser("status", help="the daemons serving each account, and requests nobody takes")
     _signal_parser(sub)
     _order_parsers(sub)
     for name, what in (("orders", "live orders"), ("positions", "open positions")):
@@ -208,6 +209,11 @@ def main(argv: Sequence[str]) -> int:
     settings = _settings()
     if command in ("orders", "positions", "report"):
         return _query(settings, args)
+    if command == "status":
+        from cli.connect import run_with_pool
+        from cli.status import status_command
+
+        return run_with_pool(settings, status_command)
     if command == "migrate":
         from cli.service import migrate_command
 

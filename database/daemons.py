@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any, Self
@@ -155,3 +156,38 @@ def not_served(account: str, last: Mapping[str, Any] | None) -> str:
         f"the daemon of account {account!r} (pid {last['pid']} on {last['host']}) has not "
         f"been heard from since {last['heartbeat_at']:%Y-%m-%d %H:%M:%S%z}"
     )
+
+
+UNSERVED_EVERY_S = 5.0
+UNSERVED_SHOWN = 5
+
+
+class UnservedWatch:
+    """Says (a warning) when requests appear that no live daemon will take — an account
+    nobody serves, a daemon that died — so they do not wait silently. Looked at every few
+    seconds; each request is reported once while it waits."""
+
+    def __init__(self, pool: asyncpg.Pool, every_s: float = UNSERVED_EVERY_S) -> None:
+        self._pool = pool
+        self._every_s = every_s
+        self._next = 0.0
+        self._seen: set[tuple[str, int]] = set()
+
+    async def check(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._every_s
+        rows = await waiting_requests(self._pool, 100)
+        keys = {(r["request"], int(r["id"])) for r in rows}
+        fresh = [r for r in rows if (r["request"], int(r["id"])) not in self._seen]
+        self._seen = keys
+        if fresh:
+            log.warning(
+                "intake_requests_unserved",
+                waiting=await count_waiting(self._pool),
+                requests=[
+                    f"{r['request']} {r['id']} for {r['account']!r}: {r['why']}"
+                    for r in fresh[:UNSERVED_SHOWN]
+                ],
+            )

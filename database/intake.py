@@ -25,6 +25,7 @@ import asyncpg
 import structlog
 
 from core.intake import DONE, FAILED, IntakeHandler, Outcome
+from database.daemons import UnservedWatch
 from database.intake_queue import claim
 from database.pool import DB_ERRORS, is_unavailable
 from database.repository import Repository
@@ -51,6 +52,7 @@ class IntakeListener:
         self._poll_s = poll_interval_s
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._unserved = UnservedWatch(pool)
         self.handled = 0
 
     def stop(self) -> None:
@@ -79,6 +81,7 @@ class IntakeListener:
             while not self._stopping.is_set():
                 try:
                     worked = await self._drain_once()
+                    await self._unserved.check()
                 except DB_ERRORS as exc:
                     if not is_unavailable(exc) and not isinstance(exc, OSError):
                         log.error("intake_error", error=repr(exc))

@@ -10,7 +10,7 @@ import sys
 import time
 from decimal import Decimal
 
-from tests.e2e.conftest import BTC, ROOT, START_PRICE, Trader
+from tests.e2e.conftest import BTC, ROOT, START_PRICE, Trader, wait_until
 
 ETH = "ETH/USDT:USDT"
 
@@ -87,8 +87,9 @@ def test_one_check_for_sql_and_cli_and_the_daemons_row(trader: Trader) -> None:
 
 
 def test_requests_for_an_account_nobody_serves_are_listed(trader: Trader) -> None:
-    """A signal for account 'someoneelse' is not taken by this daemon; the waiting view and
-    `check` (exit 1) name it, and the CLI with no live daemon queues nothing, exit 2."""
+    """A signal for account 'someoneelse' is not taken by this daemon; the daemon warns of
+    it once, the waiting view and `check` (exit 1) name it, and the CLI with no live
+    daemon queues nothing, exit 2."""
     daemon = trader.daemon().start().wait_ready()
     stray = trader.db.fetchval(
         "INSERT INTO monitoring.signals (account, symbol, side, amount) "
@@ -102,11 +103,28 @@ def test_requests_for_an_account_nobody_serves_are_listed(trader: Trader) -> Non
         in checked.stderr
     )
     assert "daemon: account 'main' served by pid" in checked.stdout
+    status = trader.cli("status")
+    assert 0 == status.returncode, status.stderr
+    assert f"main     live   {daemon.pid}" in status.stdout
+    assert (
+        f"  signal {stray} for 'someoneelse'" in status.stdout
+        and "no daemon has ever served this account" in status.stdout
+    )
     assert [("signal", stray)] == [
         (r["request"], r["id"])
         for r in trader.db.fetch("SELECT * FROM monitoring.waiting_requests")
     ]
     assert "new" == trader.db.fetchval("SELECT status FROM monitoring.signals WHERE id = $1", stray)
+    wait_until(
+        lambda: [e for e in daemon.events() if e.get("event") == "intake_requests_unserved"],
+        bool,
+        15,
+        "the daemon's warning about the unserved request",
+    )
+    (warned,) = [e for e in daemon.events() if e.get("event") == "intake_requests_unserved"]
+    assert [f"signal {stray} for 'someoneelse': no daemon has ever served this account"] == warned[
+        "requests"
+    ]
     elsewhere = trader.cli("close", "1", "--wait", "30", TRADER_ACCOUNT="someoneelse")
     assert 2 == elsewhere.returncode
     assert "no live daemon: no daemon has ever served account 'someoneelse'" in elsewhere.stderr
