@@ -42,6 +42,7 @@ class LivePosition:
         "last_stop_move",
         "linked",
         "marks",
+        "next_sample",
         "retired",
         "rules",
         "signal",
@@ -77,6 +78,9 @@ class LivePosition:
         self.rules = rules
         self.last_stop_move = last_stop_move
         self.last_sample = last_sample
+        # When the next sample is due: last_sample plus the sample interval, kept by the
+        # tick path beside last_sample (None: on the next tick).
+        self.next_sample: datetime | None = None
         self.busy = busy  # a stop move or sync is in flight; ticks do not start another
         # The entry's fill was taken from the venue position (the order could not say): its
         # own fills, when they surface, are the same execution and must not be added again.

@@ -89,8 +89,9 @@ class PositionLifecycle:
         if live is None or live.marks.base.status is not PositionStatus.ACTIVE:
             return []
         live.marks.mark(tick.price)
-        if live.last_sample is None or tick.ts - live.last_sample >= self._sample_interval:
+        if live.next_sample is None or tick.ts >= live.next_sample:
             live.last_sample = tick.ts
+            live.next_sample = tick.ts + self._sample_interval
             self._journal.sample(live.position)
         rules = live.rules
         if rules is None or live.busy:
@@ -99,8 +100,9 @@ class PositionLifecycle:
         gate = live.gate
         if gate is None or not gate.fits(live.marks, rules, tick_size):
             gate = live.gate = StopGate(live.marks, rules, tick_size)
-        # Most ticks end here: the price is short of every level that can move the stop.
-        if not gate.due(tick.price):
+        # Most ticks end here: the price is short of every level that can move the stop,
+        # or the last move is too recent.
+        if not gate.due(tick.price) or gate.waiting(live.last_stop_move, tick.ts):
             return []
         target = stop_target(
             live.position, tick.price, rules, tick_size, live.last_stop_move, tick.ts

@@ -25,6 +25,7 @@ before. So the answers on every tick are the same as computing them on every tic
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from core.models import PositionSide
@@ -38,12 +39,24 @@ _MARGIN = Decimal("1e-9")
 class StopGate:
     """The levels of one position snapshot under one set of rules and one tick size."""
 
-    __slots__ = ("_activation", "_best", "_long", "_price", "marks", "rules", "tick")
+    __slots__ = (
+        "_activation",
+        "_best",
+        "_last_move",
+        "_long",
+        "_price",
+        "_resume",
+        "marks",
+        "rules",
+        "tick",
+    )
 
     def __init__(self, marks: Marks, rules: StopRules, tick: Decimal) -> None:
         # What the levels were computed for: the position as ``marks`` started from (a new
         # snapshot assigned to the live position starts new marks), the rules, the tick.
         self.marks, self.rules, self.tick = marks, rules, tick
+        self._last_move: datetime | None = None
+        self._resume: datetime | None = None
         position = marks.base
         self._long = long = position.side is PositionSide.LONG
         never = _INF if long else -_INF
@@ -98,6 +111,17 @@ class StopGate:
             self._open_trailing()
             return price <= self._price
         return False
+
+    def waiting(self, last_move: datetime | None, now: datetime) -> bool:
+        """Whether the last move is younger than ``min_interval`` (``stop_target``'s own
+        rule, ``now − last_move < min_interval``, as one comparison per tick)."""
+        if last_move is None:
+            return False
+        if last_move is not self._last_move:
+            self._last_move = last_move
+            self._resume = last_move + self.rules.min_interval
+        assert self._resume is not None
+        return now < self._resume
 
     def _open_trailing(self) -> None:
         """The best price has gone far enough for the trailing stop to improve: from now

@@ -30,7 +30,9 @@ rules_st = st.builds(
 # One tick: a move in ticks, the time since the last tick, and whether a due move is made.
 steps = st.tuples(
     st.integers(min_value=-30, max_value=30),
-    st.sampled_from([timedelta(milliseconds=10), timedelta(milliseconds=700)]),
+    st.sampled_from(
+        [timedelta(milliseconds=10), timedelta(milliseconds=500), timedelta(seconds=1)]
+    ),
     st.booleans(),
 )
 
@@ -81,7 +83,7 @@ def test_gated_stop_target_equals_every_tick(
             gate = live.gate = StopGate(live.marks, rules, TICK)
         got = (
             stop_target(live.position, price, rules, TICK, last_move, now)
-            if gate.due(price)
+            if gate.due(price) and not gate.waiting(last_move, now)
             else None
         )
         assert got == expected
