@@ -47,7 +47,7 @@ from tests.bench.scratch_db import scratch_database
 from tests.chaos import test_chaos_load as load
 
 
-async def measure(seconds: int, rate: int, seed: int) -> dict[str, Any]:
+async def measure(seconds: int, rate: int, seed: int, batch: int | None = None) -> dict[str, Any]:
     """Build the world, run the paced feed, return the figures."""
     load.TICKS_PER_S = rate  # the scenario's feed() paces on this module constant
     scheduled = seconds * rate
@@ -57,7 +57,8 @@ async def measure(seconds: int, rate: int, seed: int) -> dict[str, Any]:
         try:
             with tempfile.TemporaryDirectory(prefix="fanout-bench-") as tmp:
                 state_dir = Path(tmp)
-                audit = AuditWriter(pool, state_dir / "audit-spool")
+                sizes = {} if batch is None else {"batch_size": batch}
+                audit = AuditWriter(pool, state_dir / "audit-spool", **sizes)
                 await audit.start()
                 try:
                     return await run(pool, audit, state_dir, seed, scheduled, reach)
@@ -75,6 +76,7 @@ async def run(
     accounts = await load.build_accounts(pool, audit, sink, seed, reach)
     build_s = time.perf_counter() - built
     await audit.flush(120)
+    build_records = sum(sink.counts.values())
     gc.collect()
     gc.freeze()  # as the daemon does once started (cli/service.py run_daemon)
     stats = load.RunStats(scheduled=scheduled)
@@ -91,6 +93,7 @@ async def run(
         stop.set()
     wall_s = time.perf_counter() - wall_start
     rss_kb = load.proc_status_kb("VmRSS")
+    run_records = sum(sink.counts.values()) - build_records
     stats.lag_p99_max_s = max(stats.lag_p99_max_s, audit.lag_p99_s)
     for account in accounts:
         await account.core.tasks.drain(load.DRAIN_TIMEOUT_S)
@@ -108,7 +111,7 @@ async def run(
         "fired": len(latencies),
         "open_at_end": sum(len(a.core.book) for a in accounts),
         "feed_behind_max_s": f"{stats.behind_max_s:.2f}",
-        "audit_records": sum(sink.counts.values()),
+        "audit_records_run": run_records,
         "us_per_account_tick": f"{stats.fan_out_s / processed / len(accounts) * 1e6:.2f}",
         "ticks_per_s": f"{stats.processed / wall_s:.0f}",
         "tick_to_submit_p50_us": f"{percentile(latencies, 50):.0f}" if latencies else "nan",
@@ -133,9 +136,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20, help="length of the paced run")
     parser.add_argument("--rate", type=int, default=load.TICKS_PER_S, help="ticks per second")
     parser.add_argument("--seed", type=int, default=5, help="prices and orders")
+    parser.add_argument(
+        "--audit-batch", type=int, default=None, help="the writer's batch size (default: its own)"
+    )
     args = parser.parse_args()
     configure_logging("json", "INFO", load._DEVNULL)
-    figures = load.run_on_uvloop(measure(args.seconds, args.rate, args.seed))
+    figures = load.run_on_uvloop(measure(args.seconds, args.rate, args.seed, args.audit_batch))
     print(" ".join(f"{k}={v}" for k, v in figures.items() if k not in LAST_LINE))
     print(" ".join(f"{k}={figures[k]}" for k in LAST_LINE))
 
