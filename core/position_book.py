@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -19,40 +18,96 @@ from typing import Any
 from core.errors import PositionConflict
 from core.ids import client_order_id, position_owner
 from core.models import Order, OrderPurpose, OrderType, Position, Signal
-from core.positions import StopRules
+from core.positions import Marks, StopRules
+from core.stop_gate import StopGate
 
 
-@dataclass(slots=True)
 class LivePosition:
     """A position and its orders. Mutable holder of immutable snapshots: each field is
-    replaced as a whole when the venue tells us something new."""
+    replaced as a whole when the venue tells us something new.
 
-    position: Position
-    signal: Signal | None = None
-    entry: Order | None = None
-    stop: Order | None = None
-    take_profit: Order | None = None
-    retired: list[Order] = field(default_factory=list)
-    # Manual orders placed for this position (``--position``) that have filled, newest
-    # snapshot by client id: their fills grew or reduced it, and reconciliation must
-    # count them with the position's own orders.
-    linked: dict[str, Order] = field(default_factory=dict)
-    rules: StopRules | None = None
-    last_stop_move: datetime | None = None
-    last_sample: datetime | None = None
-    busy: bool = False  # a stop move or sync is in flight; ticks do not start another
-    # The entry's fill was taken from the venue position (the order could not say): its
-    # own fills, when they surface, are the same execution and must not be added again.
-    entry_from_venue: bool = False
-    _seq: dict[OrderPurpose, itertools.count[int]] = field(default_factory=dict)
+    The position's marks (price, water marks, drawdown) follow every tick in ``marks``
+    (:class:`core.positions.Marks`: no allocation per tick); ``position`` is the snapshot
+    with them, built when read. Assigning ``position`` replaces the snapshot and starts
+    the marks from it, as assigning the marked snapshot did.
+    """
+
+    __slots__ = (
+        "_seq",
+        "busy",
+        "entry",
+        "entry_from_venue",
+        "gate",
+        "last_sample",
+        "last_stop_move",
+        "linked",
+        "marks",
+        "next_sample",
+        "retired",
+        "rules",
+        "signal",
+        "stop",
+        "take_profit",
+    )
+
+    def __init__(
+        self,
+        position: Position,
+        signal: Signal | None = None,
+        entry: Order | None = None,
+        stop: Order | None = None,
+        take_profit: Order | None = None,
+        retired: list[Order] | None = None,
+        linked: dict[str, Order] | None = None,
+        rules: StopRules | None = None,
+        last_stop_move: datetime | None = None,
+        last_sample: datetime | None = None,
+        busy: bool = False,
+        entry_from_venue: bool = False,
+    ) -> None:
+        self.marks = Marks(position)
+        self.signal = signal
+        self.entry = entry
+        self.stop = stop
+        self.take_profit = take_profit
+        self.retired: list[Order] = [] if retired is None else retired
+        # Manual orders placed for this position (``--position``) that have filled, newest
+        # snapshot by client id: their fills grew or reduced it, and reconciliation must
+        # count them with the position's own orders.
+        self.linked: dict[str, Order] = {} if linked is None else linked
+        self.rules = rules
+        self.last_stop_move = last_stop_move
+        self.last_sample = last_sample
+        # When the next sample is due: last_sample plus the sample interval, kept by the
+        # tick path beside last_sample (None: on the next tick).
+        self.next_sample: datetime | None = None
+        self.busy = busy  # a stop move or sync is in flight; ticks do not start another
+        # The entry's fill was taken from the venue position (the order could not say): its
+        # own fills, when they surface, are the same execution and must not be added again.
+        self.entry_from_venue = entry_from_venue
+        self._seq: dict[OrderPurpose, itertools.count[int]] = {}
+        # When the stop can move at all (core/stop_gate.py), built by the tick path.
+        self.gate: StopGate | None = None
+
+    @property
+    def position(self) -> Position:
+        """The position as of the last tick (the snapshot is built once per change)."""
+        return self.marks.snapshot()
+
+    @position.setter
+    def position(self, position: Position) -> None:
+        self.marks = Marks(position)
+
+    def __repr__(self) -> str:
+        return f"LivePosition({self.position!r}, stop={self.stop!r})"
 
     @property
     def id(self) -> int:
-        return self.position.id
+        return self.marks.base.id
 
     @property
     def symbol(self) -> str:
-        return self.position.symbol
+        return self.marks.base.symbol
 
     def next_client_id(self, purpose: OrderPurpose) -> str:
         """A fresh deterministic client id for this position and purpose."""

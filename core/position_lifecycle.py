@@ -30,11 +30,12 @@ from core.journal import Journal
 from core.models import Order, OrderPurpose, OrderStatus, Position, PositionStatus, Tick
 from core.money import utcnow
 from core.position_book import LivePosition, PositionBook
-from core.positions import mark, stop_is_through, stop_target
+from core.positions import stop_is_through, stop_target
 from core.prices import PriceBoard
 from core.records import Severity
 from core.retry import retry_transient
 from core.signals import Protection
+from core.stop_gate import StopGate
 from exchanges.base import ExchangeAdapter, ExchangeError, ExchangeOrder
 
 SAMPLE_INTERVAL = timedelta(seconds=5)
@@ -85,21 +86,26 @@ class PositionLifecycle:
     def on_tick(self, tick: Tick) -> list[StopMove]:
         """Mark positions on ``tick.symbol``; return the stop moves due. Never awaits."""
         live = self._book.on_symbol(tick.symbol)
-        if live is None or live.position.status is not PositionStatus.ACTIVE:
+        if live is None or live.marks.base.status is not PositionStatus.ACTIVE:
             return []
-        live.position = mark(live.position, tick.price)
-        if live.last_sample is None or tick.ts - live.last_sample >= self._sample_interval:
+        live.marks.mark(tick.price)
+        if live.next_sample is None or tick.ts >= live.next_sample:
             live.last_sample = tick.ts
+            live.next_sample = tick.ts + self._sample_interval
             self._journal.sample(live.position)
-        if live.rules is None or live.busy:
+        rules = live.rules
+        if rules is None or live.busy:
+            return []
+        tick_size = self._adapter.market(live.symbol).tick_size
+        gate = live.gate
+        if gate is None or not gate.fits(live.marks, rules, tick_size):
+            gate = live.gate = StopGate(live.marks, rules, tick_size)
+        # Most ticks end here: the price is short of every level that can move the stop,
+        # or the last move is too recent.
+        if not gate.due(tick.price) or gate.waiting(live.last_stop_move, tick.ts):
             return []
         target = stop_target(
-            live.position,
-            tick.price,
-            live.rules,
-            self._adapter.market(live.symbol).tick_size,
-            live.last_stop_move,
-            tick.ts,
+            live.position, tick.price, rules, tick_size, live.last_stop_move, tick.ts
         )
         return [] if target is None else [StopMove(live.id, target)]
 

@@ -50,18 +50,129 @@ def mark(position: Position, price: Decimal) -> Position:
     best = high if position.side is PositionSide.LONG else low
     drawdown = abs(best - price) * position.quantity
     worst = position.max_drawdown if position.max_drawdown >= drawdown else drawdown
-    return _marked(position, price, high, low, worst)
+    return _marked(position, price, high, low, worst, 1)
 
 
-def _compile_marked() -> Callable[[Position, Decimal, Decimal, Decimal, Decimal], Position]:
+class Marks:
+    """The marks of one live position, kept up to date on every tick without allocating:
+    what :func:`mark` computes, folded lazily into a snapshot only when one is read.
+
+    A tick costs two or three comparisons and a few attribute stores. The drawdown needs
+    no arithmetic per tick either: between two new bests (highs for a long, lows for a
+    short) the best is fixed, so the largest drawdown of that stretch is the one at its
+    farthest price, and ``|best − far| × quantity`` is computed once, when the next best
+    ends the stretch or a snapshot is read. Because rounding is monotonic, that equals
+    the running maximum :func:`mark` keeps tick by tick, to the digit (including which of
+    two equal values is kept: the first). ``version`` counts every tick that changed a
+    mark, as :func:`mark`'s snapshot-per-tick does; ``updated_at`` is the time the
+    snapshot was taken.
+    """
+
+    __slots__ = (
+        "_changes",
+        "_far",
+        "_high",
+        "_long",
+        "_low",
+        "_markable",
+        "_price",
+        "_snap",
+        "_worst",
+    )
+
+    def __init__(self, position: Position) -> None:
+        self._snap = position
+        self._price = position.current_price
+        self._high = position.high_water_mark
+        self._low = position.low_water_mark
+        self._long = position.side is PositionSide.LONG
+        # The largest drawdown of the stretches already closed by a new best.
+        self._worst = position.max_drawdown
+        # The farthest price from the best since the best was set (None: no tick since).
+        self._far: Decimal | None = None
+        self._changes = 0
+        self._markable = position.entry_price is not None and position.quantity != 0
+
+    @property
+    def base(self) -> Position:
+        """The latest snapshot without this tick's marks: every field that marking does not
+        touch (status, side, quantity, stop, entry) is current here, at no cost."""
+        return self._snap
+
+    @property
+    def price(self) -> Decimal | None:
+        return self._price
+
+    @property
+    def high(self) -> Decimal | None:
+        return self._high
+
+    @property
+    def low(self) -> Decimal | None:
+        return self._low
+
+    def mark(self, price: Decimal) -> None:
+        """Take ``price`` into the marks (what :func:`mark` does, minus the snapshot)."""
+        if not self._markable:
+            return
+        high, low = self._high, self._low
+        new_high = high is None or price > high
+        new_low = low is None or price < low
+        if not (new_high or new_low) and price == self._price:
+            return
+        self._price = price
+        self._changes += 1
+        far = self._far
+        if self._long:
+            if new_high:
+                self._close_stretch()
+                self._far = price
+            elif far is None or price < far:
+                self._far = price
+        elif new_low:
+            self._close_stretch()
+            self._far = price
+        elif far is None or price > far:
+            self._far = price
+        if new_high:
+            self._high = price
+        if new_low:
+            self._low = price
+
+    def _close_stretch(self) -> None:
+        """The best moves: fold the ending stretch's drawdown into the maximum so far."""
+        self._worst = self._stretch_worst()
+
+    def _stretch_worst(self) -> Decimal:
+        """The maximum drawdown including the stretch since the last best."""
+        worst = self._worst
+        far = self._far
+        best = self._high if self._long else self._low
+        if far is None or best is None:
+            return worst
+        drawdown = abs(best - far) * self._snap.quantity
+        return worst if worst >= drawdown else drawdown
+
+    def snapshot(self) -> Position:
+        """The position with its marks: equal to :func:`mark` applied tick by tick."""
+        if self._changes == 0:
+            return self._snap
+        snap = _marked(
+            self._snap, self._price, self._high, self._low, self._stretch_worst(), self._changes
+        )
+        self._snap = snap
+        self._changes = 0
+        return snap
+
+
+def _compile_marked() -> Callable[[Position, Any, Any, Any, Decimal, int], Position]:
     """``position.evolve(current_price=, high_water_mark=, low_water_mark=, max_drawdown=)``
     as straight-line code over Position's fields, generated here as dataclasses generates
-    ``__init__``.
+    ``__init__``, with ``version`` raised by ``versions`` (one per changing tick).
 
-    Why: :func:`mark` makes a new snapshot for every open position on (almost) every tick,
-    100,000 times a second in the load scenario (tests/chaos/test_chaos_load.py), and the
-    generic copy (models._evolve: a loop over the 25 slots with a dict lookup each) was
-    most of its cost. This one copies the same slots, bumps ``version`` and stamps
+    Why: a snapshot of a marked position is taken for every sample and every change, and
+    the generic copy (models._evolve: a loop over the 25 slots with a dict lookup each)
+    was most of its cost. This one copies the same slots, bumps ``version`` and stamps
     ``updated_at`` exactly as ``evolve`` does, in about half the time.
     """
     changed = {
@@ -70,13 +181,13 @@ def _compile_marked() -> Callable[[Position, Decimal, Decimal, Decimal, Decimal]
         "low_water_mark": "low",
         "max_drawdown": "drawdown",
         "updated_at": "utcnow()",
-        "version": "position.version + 1",
+        "version": "position.version + versions",
     }
     names: tuple[str, ...] = Position.__slots__
     assert set(changed) <= set(names)
     body = "".join(f"    put(new, {n!r}, {changed.get(n, 'position.' + n)})\n" for n in names)
     source = (
-        "def marked(position, price, high, low, drawdown):\n"
+        "def marked(position, price, high, low, drawdown, versions):\n"
         "    new = new_position(Position)\n" + body + "    return new\n"
     )
     namespace: dict[str, Any] = {
@@ -86,7 +197,7 @@ def _compile_marked() -> Callable[[Position, Decimal, Decimal, Decimal, Decimal]
         "utcnow": utcnow,
     }
     exec(source, namespace)
-    marked: Callable[[Position, Decimal, Decimal, Decimal, Decimal], Position]
+    marked: Callable[[Position, Any, Any, Any, Decimal, int], Position]
     marked = namespace["marked"]
     return marked
 

@@ -115,6 +115,10 @@ def _stream(order: Order) -> str:
     return f"{order.symbol}{_SEP}{'ask' if order.side == Side.BUY else 'bid'}"
 
 
+_INFINITY = Decimal("Infinity")
+_NEVER_QUIET = (_INFINITY, -_INFINITY, _INFINITY, -_INFINITY)
+
+
 def _usable(value: Decimal | None) -> bool:
     return value is not None and value.is_finite() and value > ZERO
 
@@ -122,9 +126,12 @@ def _usable(value: Decimal | None) -> bool:
 class _SymbolBook:
     """The structures of one symbol."""
 
-    __slots__ = ("above", "below", "buys", "expiry", "sells", "sets")
+    __slots__ = ("above", "below", "buys", "expiry", "quiet", "sells", "sets")
 
     def __init__(self) -> None:
+        # Where a tick changes nothing here (see quiet_band); None: to be computed. Every
+        # change to the structures (arming, a tick that does work, compaction) drops it.
+        self.quiet: tuple[Decimal, Decimal, Decimal, Decimal] | None = None
         self.above: list[ArmedItem] = []  # (level, seq, entry): fires when p ≥ level
         self.below: list[ArmedItem] = []  # (−level, seq, entry): fires when p ≤ level
         self.expiry: list[tuple[datetime, int, Armed]] = []
@@ -141,6 +148,40 @@ class _SymbolBook:
             self.sets[(sell, percent)] = tset
             (self.sells if sell else self.buys).append(tset)
         return tset
+
+    def quiet_band(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        """``(low, high, floor, cap)``: a price ``p`` with ``low < p < high`` and
+        ``floor ≤ p ≤ cap`` fires nothing, activates nothing and raises no trailing peak.
+
+        The exact complement of the tick path's own tests, heap top by heap top: a simple
+        trigger above fires at ``p ≥ level``, below at ``p ≤ level``; a trailing set works
+        when it has pending orders, when the price reaches its next activation, when it
+        passes its top group's peak (trough) or reaches its tightest stop.
+        """
+        low, high, floor, cap = -_INFINITY, _INFINITY, -_INFINITY, _INFINITY
+        if self.above:
+            high = self.above[0][0]
+        if self.below:
+            low = -self.below[0][0]
+        for tset in self.sells:  # signed price q = p
+            if tset.pending:
+                return _NEVER_QUIET
+            if tset.activation:
+                high = min(high, tset.activation[0][0])
+            if tset.stack:
+                cap = min(cap, tset.stack[-1].peak)
+            if tset.index:
+                low = max(low, -tset.index[0][0])
+        for tset in self.buys:  # signed price q = −p
+            if tset.pending:
+                return _NEVER_QUIET
+            if tset.activation:
+                low = max(low, -tset.activation[0][0])
+            if tset.stack:
+                floor = max(floor, -tset.stack[-1].peak)
+            if tset.index:
+                high = min(high, tset.index[0][0])
+        return low, high, floor, cap
 
     def stored(self) -> int:
         trailing = sum(t.stored() for t in self.sets.values())
@@ -217,6 +258,7 @@ class TriggerBook:
             heapq.heappush(book.below, (entry.level.copy_negate(), entry.seq, entry))
         if expires_at is not None:
             heapq.heappush(book.expiry, (expires_at, entry.seq, entry))
+        book.quiet = None
         self._entries[cid] = entry
 
     def _book(self, key: str) -> _SymbolBook:
@@ -271,11 +313,18 @@ class TriggerBook:
         if not (price.is_finite() and price > ZERO):
             # A glitched zero tick would otherwise fire every sell stop on the symbol.
             raise ValidationError("price", "must be a finite number > 0", price)
+        queue = book.expiry
+        due = queue and queue[0][0] <= ts
+        band = book.quiet
+        if band is None:
+            band = book.quiet = book.quiet_band()
+        if band[0] < price < band[1] and band[2] <= price <= band[3] and not due:
+            return _NOTHING  # the common tick: nothing in this book is near the price
+        book.quiet = None  # what follows may change the structures
         negp = price.copy_negate()
         fired: list[tuple[Decimal, Armed]] | None = None
         expired: list[Armed] | None = None
-        queue = book.expiry
-        if queue and queue[0][0] <= ts:
+        if due:
             expired = self._expire(queue, ts)
         heap = book.above
         if heap and heap[0][0] <= price:
@@ -371,6 +420,7 @@ class TriggerBook:
         if fresh.expires_at is not None:
             self._dead.dead += 1
             heapq.heappush(self._books[fresh.stream].expiry, (fresh.expires_at, fresh.seq, fresh))
+        self._books[fresh.stream].quiet = None
         if state.activated and state.extreme is not None:
             tset.add_active(fresh, state.extreme)
         elif fresh.activation_key is not None:
@@ -433,6 +483,7 @@ class TriggerBook:
         """Drop every dead entry from every structure: O(n), after ≥ n removals."""
         for key in list(self._books):
             book = self._books[key]
+            book.quiet = None
             for heap in (book.above, book.below):
                 heap[:] = [item for item in heap if item[2].alive]
                 heapq.heapify(heap)

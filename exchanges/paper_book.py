@@ -121,6 +121,36 @@ class Delta:
     prices: dict[str, Tick] = field(default_factory=dict)
 
 
+_INFINITY = Decimal("Infinity")
+
+
+def _quiet_band(orders: Iterable[PaperOrder]) -> tuple[Decimal, Decimal]:
+    """``(low, high)``: at a price strictly between them none of ``orders`` matches.
+
+    The exact complement of :meth:`PaperBook._match`'s conditions: a buy limit (or a
+    triggered stop-limit's buy limit) matches at or below its price, a sell at or above;
+    a trigger fires at or beyond its trigger (:func:`fires`); a market order always.
+    """
+    low, high = -_INFINITY, _INFINITY
+    for order in orders:
+        if not order.is_live:
+            continue
+        kind = order.type
+        if kind is OrderType.MARKET:
+            return _INFINITY, -_INFINITY
+        if kind is OrderType.LIMIT or order.triggered:
+            level, rising = order.price, order.side is Side.SELL
+        else:
+            level = order.trigger_price
+            rising = (kind is OrderType.TAKE_PROFIT_MARKET) is (order.side is Side.SELL)
+        assert level is not None
+        if rising:
+            high = min(high, level)
+        else:
+            low = max(low, level)
+    return low, high
+
+
 def fires(kind: OrderType, side: Side, trigger: Decimal, price: Decimal) -> bool:
     """Whether a trigger order fires at ``price``: stops buy rising / sell falling,
     take-profits the other way round."""
@@ -161,6 +191,9 @@ class PaperBook:
         self.next_trade = 1
         # Live orders per symbol, in placement order (dicts keep insertion order).
         self._resting: dict[str, dict[str, PaperOrder]] = {}
+        # Per symbol, the open price range in which none of its resting orders matches
+        # (see _quiet_band); dropped whenever an order of the symbol changes.
+        self._quiet: dict[str, tuple[Decimal, Decimal]] = {}
         self._changed_orders: dict[str, PaperOrder] = {}
         self._changed_positions: set[str] = set()
         self._new_fills: list[Fill] = []
@@ -282,6 +315,11 @@ class PaperBook:
         if not resting:
             return []
         price = tick.price
+        band = self._quiet.get(tick.symbol)
+        if band is None:
+            band = self._quiet[tick.symbol] = _quiet_band(resting.values())
+        if band[0] < price < band[1]:
+            return []  # the common tick: every resting order is away from the price
         changed: list[PaperOrder] = []
         for order in list(resting.values()):
             if order.is_live and self._match(order, price):
@@ -430,8 +468,11 @@ class PaperBook:
 
     def _rest(self, order: PaperOrder) -> None:
         self._resting.setdefault(order.symbol, {})[order.id] = order
+        self._quiet.pop(order.symbol, None)
 
     def _touch(self, order: PaperOrder) -> None:
+        # Every change of an order passes here (placed, amended, triggered, filled, ended).
+        self._quiet.pop(order.symbol, None)
         order.updated_at = self._now()
         self._changed_orders[order.id] = order
         self._dirty = True
@@ -604,6 +645,7 @@ class PaperBook:
     def reindex(self) -> None:
         """Rebuild the live-order index after loading, in placement order (match priority)."""
         self._resting = {}
+        self._quiet = {}
         for order in sorted(self.orders.values(), key=lambda o: o.seq):
             if order.is_live:
                 self._rest(order)
