@@ -394,6 +394,24 @@ def collect_metrics(daemon: Daemon, audit: Any) -> list[Sample]:
         ("trader_audit_spool_bytes", "Audit records spooled to disk", {}, float(audit.spool_bytes)),
         ("trader_audit_lag_p99_seconds", "Record-to-commit lag, p99", {}, float(audit.lag_p99_s)),
         (
+            "trader_audit_degraded",
+            "1 while records can be neither written nor spooled (no new risk is taken)",
+            {},
+            1.0 if audit.degraded else 0.0,
+        ),
+        (
+            "trader_audit_dead_letters",
+            "Audit records the database refused, waiting for main.py audit replay",
+            {},
+            float(audit.dead_letter_count),
+        ),
+        (
+            "trader_audit_dead_letter_age_seconds",
+            "Age of the oldest dead letter (0 when there are none)",
+            {},
+            float(audit.dead_letter_oldest_age_s or 0.0),
+        ),
+        (
             "trader_feed_age_seconds",
             "Seconds since the last tick",
             {},

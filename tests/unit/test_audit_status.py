@@ -86,3 +86,26 @@ def test_dead_letter_counter_follows_the_file(tmp_path: Path) -> None:
     assert (counter.summary().oldest_age_s or 0) > 0
     os.truncate(tmp_path / DEAD_LETTER_FILE, 0)
     assert counter.summary().count == 0
+
+
+def test_metrics_show_degraded_trail_and_dead_letters() -> None:
+    """/metrics: the degraded flag, the dead-letter count and the oldest one's age."""
+    from types import SimpleNamespace
+
+    from cli.service import collect_metrics
+
+    daemon = SimpleNamespace(
+        book=[],
+        tick_loop=SimpleNamespace(last_tick_monotonic=None, ticks=0),
+        orders=SimpleNamespace(active_orders=list, latencies_us=[]),
+    )
+    audit = SimpleNamespace(
+        queue_depth=0, spool_bytes=0, lag_p99_s=0.0, **vars(FakeWriter(True, "disk", 3, 42.0))
+    )
+    values = {name: value for name, _, _, value in collect_metrics(daemon, audit)}  # type: ignore[arg-type]
+    assert values["trader_audit_degraded"] == 1.0
+    assert values["trader_audit_dead_letters"] == 3.0
+    assert values["trader_audit_dead_letter_age_seconds"] == 42.0
+    whole = SimpleNamespace(queue_depth=0, spool_bytes=0, lag_p99_s=0.0, **vars(FakeWriter()))
+    values = {name: value for name, _, _, value in collect_metrics(daemon, whole)}  # type: ignore[arg-type]
+    assert (values["trader_audit_degraded"], values["trader_audit_dead_letters"]) == (0.0, 0.0)
