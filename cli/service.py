@@ -489,6 +489,8 @@ def build_core(
         linked_fills=lifecycle.apply_order_fills,
         trail=trail,
     )
+    # Orders placed for a position (--position) end with it, whatever ends it.
+    apm.on_position_end(orders.end_position_orders)
     reconciler = Reconciler(
         venue,
         executor,

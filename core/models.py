@@ -363,6 +363,12 @@ class PositionStatus(StrEnum):
         return self in (PositionStatus.CLOSED, PositionStatus.ROLLED_BACK, PositionStatus.FAILED)
 
 
+def position_end_note(position_id: int, status: PositionStatus, reason: str) -> str:
+    """Why an order bound to a position was cancelled: the position's exit, in words
+    (``position 7 closed (take_profit)``), kept on the order and in its history."""
+    return f"position {position_id} {status.value} ({reason})"
+
+
 def gross_pnl(side: PositionSide, entry: Decimal, exit_price: Decimal, qty: Decimal) -> Decimal:
     """Long ``(exit - entry) * qty``, short ``(entry - exit) * qty``. No leverage factor, ever."""
     return (exit_price - entry) * qty * side.sign
