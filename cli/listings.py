@@ -83,6 +83,7 @@ POSITION_HEADERS = (
     "SIDE",
     "STATUS",
     "QTY",
+    "SIZE",
     "ENTRY",
     "PRICE",
     "STOP",
@@ -97,7 +98,8 @@ POSITION_HEADERS = (
 
 
 def position_cells(row: Mapping[str, Any], now: datetime) -> list[str]:
-    """One table line of a position. PRICE is the exit price once it is closed."""
+    """One table line of a position. PRICE is the exit price once it is closed; QTY is
+    what is still open, SIZE the most it held (what a closed position traded)."""
     price = row["exit_price"] if row["closed_at"] is not None else row["current_price"]
     return [
         str(row["id"]),
@@ -105,6 +107,7 @@ def position_cells(row: Mapping[str, Any], now: datetime) -> list[str]:
         row["side"],
         row["status"],
         plain_number(row["quantity"]),
+        plain_number(row.get("traded_quantity")),
         plain_number(row["entry_price"]),
         plain_number(price),
         plain_number(row["stop_loss_price"]),

@@ -21,7 +21,7 @@ from cli.connect import EXIT_OK, CommandFailed
 from cli.listings import plain_number, render_table, to_json
 from cli.plot import write_equity_png
 from core.money import utcnow
-from database.reports import daily_pnl, equity_curve, performance
+from database.reports import daily_pnl, equity_curve, performance, recent_trades
 
 SUMMARY_KEYS = (
     "trades",
@@ -110,7 +110,28 @@ def format_report(report: dict[str, Any]) -> str:
         ]
         table = render_table(headers, rows)
         lines += ["", "daily P&L (UTC days)", table]
+    if report.get("recent"):
+        lines += ["", "recent trades (newest first)", _recent_table(report["recent"])]
     return "\n".join(lines)
+
+
+def _recent_table(recent: list[dict[str, Any]]) -> str:
+    headers = ("ID", "SYMBOL", "SIDE", "SIZE", "ENTRY", "EXIT", "P&L", "RETURN", "EXIT BY")
+    rows = [
+        (
+            str(t["id"]),
+            t["symbol"],
+            t["side"],
+            plain_number(t["traded_quantity"]),
+            plain_number(t["entry_price"]),
+            plain_number(t["exit_price"]),
+            plain_number(t["realized_pnl"]),
+            "-" if t["return_pct"] is None else f"{t['return_pct']:.2f}%",
+            t["exit_reason"] or "-",
+        )
+        for t in recent
+    ]
+    return render_table(headers, rows)
 
 
 async def report_command(
@@ -127,6 +148,7 @@ async def report_command(
     summary = await performance(pool, account, since)
     days = await daily_pnl(pool, account, since)
     report = build_report(account, since, until, summary, days)
+    report["recent"] = await recent_trades(pool, account, since)
     if plot is not None:
         curve = await equity_curve(pool, account, since)
         try:

@@ -156,3 +156,31 @@ async def applied_migrations(pool: asyncpg.Pool) -> dict[str, str]:
         return {}
     rows = await pool.fetch("SELECT name, checksum FROM monitoring.schema_migrations")
     return {r["name"]: r["checksum"] for r in rows}
+
+
+RECENT_SQL = """
+SELECT id, symbol, side, status, traded_quantity, entry_price, exit_price, realized_pnl,
+       fees, exit_reason, closed_at
+FROM monitoring.positions
+WHERE account = $1 AND status = ANY($3::text[]) AND closed_at IS NOT NULL
+  AND ($2::timestamptz IS NULL OR closed_at >= $2)
+ORDER BY closed_at DESC, id DESC
+LIMIT $4
+"""
+
+_HUNDRED = Decimal(100)
+
+
+async def recent_trades(
+    pool: asyncpg.Pool, account: str, since: datetime | None, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The newest finished positions since ``since``, newest first, with the size they
+    traded and their return: realised P&L (fees included) over the entry notional."""
+    rows = await pool.fetch(RECENT_SQL, account, since, list(FINISHED_STATUSES), limit)
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        trade = dict(row)
+        notional = (row["entry_price"] or 0) * row["traded_quantity"]
+        trade["return_pct"] = row["realized_pnl"] / notional * _HUNDRED if notional else None
+        out.append(trade)
+    return out

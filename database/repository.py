@@ -128,7 +128,7 @@ TABLES: Mapping[RecordKind, TableSpec] = {
             """id signal_id account exchange symbol side quantity entry_price current_price
             stop_loss_price take_profit_price status exchange_order_id realized_pnl
             unrealized_pnl fees open_entry_fees high_water_mark low_water_mark max_drawdown
-            exit_price exit_reason opened_at closed_at updated_at version""",
+            exit_price exit_reason opened_at closed_at updated_at version traded_quantity""",
             ("id",),
             versioned=True,
         ),

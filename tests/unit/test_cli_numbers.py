@@ -61,9 +61,9 @@ def test_tables_round_but_keep_decimals_and_unknown_markets_stay_exact() -> None
         "fees": Decimal("1.0201"), "opened_at": now, "closed_at": now, "exit_reason": "manual",
     }  # fmt: skip
     cells = position_cells(rounded_row(row, BTC), now)
-    assert ["60012.1", "60003.3", "-1.17", "1.02"] == [cells[5], cells[6], cells[10], cells[11]]
+    assert ["60012.1", "60003.3", "-1.17", "1.02"] == [cells[6], cells[7], cells[11], cells[12]]
     exact = position_cells(rounded_row(row, None), now)
-    assert "-1.170012345" == exact[10]
+    assert "-1.170012345" == exact[11]
     assert {"BTC/USDT:USDT": BTC} == precisions(
         {"BTC/USDT:USDT": {"tick_size": "0.1", "amount_step": "0.001"}, "X": {"bad": 1}}
     )
