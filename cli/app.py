@@ -3,13 +3,13 @@
 Commands (DESIGN.md section 7): ``run`` (the default) and ``migrate`` go to
 cli/service.py; ``check`` to cli/check.py; the requests ``signal``, ``order place``,
 ``order cancel`` and ``close`` to cli/requests.py; the listings ``orders`` and
-``positions`` to cli/listings.py; ``report`` to cli/report.py.
+``positions`` to cli/listings.py; ``report`` to cli/report.py; ``status`` to cli/status.py.
 
 Exit codes: 0 success, 1 failure (a bad setting, a refused start, a rejected request,
 an unreachable database), 2 bad arguments (one line naming the argument) or no outcome in
 time. Arguments are checked before settings are loaded, so a typo costs nothing else;
-then a request's ``--symbol`` is checked against the settings (``TRADER_SYMBOLS``, the
-paper venue's markets), still before the database is touched.
+then a request is checked against the live daemon serving the account, as published in
+``monitoring.daemons`` (its ``TRADER_SYMBOLS``), before anything is queued.
 """
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the daemon (the default)")
     sub.add_parser("migrate", help="apply database migrations and exit")
     sub.add_parser("check", help="check settings, database and exchange; exit 1 on a problem")
+    sub.add_parser("status", help="the daemons serving each account, and requests nobody takes")
     _signal_parser(sub)
     _order_parsers(sub)
     for name, what in (("orders", "live orders"), ("positions", "open positions")):
@@ -175,19 +176,19 @@ def _request(args: argparse.Namespace) -> int:
     except InputError as exc:
         args.parser.error(str(exc))  # reported under the sub-command's name, like argparse
     settings = _settings()
-    if isinstance(symbol := fields.get("symbol"), str):
-        try:
-            requests.check_symbol(symbol, settings)
-        except InputError as exc:
-            args.parser.error(str(exc))
     account = settings.account
-    if kind == "signal":
-        return run_with_pool(
-            settings, lambda pool: requests.submit_signal(pool, fields, account, args.wait)
+
+    async def submit(pool: Any) -> int:
+        # Checked against the daemon that will run it, as it checks every row.
+        daemon = await requests.admit(pool, kind, fields, account, args.parser.prog)
+        markets = daemon["markets"]
+        if kind == "signal":
+            return await requests.submit_signal(pool, fields, account, args.wait, markets=markets)
+        return await requests.submit_command(
+            pool, kind, fields, account, args.wait, markets=markets
         )
-    return run_with_pool(
-        settings, lambda pool: requests.submit_command(pool, kind, fields, account, args.wait)
-    )
+
+    return run_with_pool(settings, submit)
 
 
 def _check() -> int:
@@ -219,6 +220,11 @@ def main(argv: Sequence[str]) -> int:
 
         spool = settings.spool_dir / settings.account
         return run_with_pool(settings, lambda pool: replay_command(pool, spool))
+    if command == "status":
+        from cli.connect import run_with_pool
+        from cli.status import status_command
+
+        return run_with_pool(settings, status_command)
     if command == "migrate":
         from cli.service import migrate_command
 

@@ -261,6 +261,7 @@ def install_signals(stop: asyncio.Event) -> None:
 
 async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> int:
     from database.audit import AuditWriter
+    from database.daemons import DaemonRegistry, market_precision
     from database.ids import PositionIdReserve
     from database.intake import IntakeListener
     from database.lock import AccountLock
@@ -300,6 +301,16 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
         await ids.fill()
         stack.push_async_callback(ids.aclose)
         venue = await stack.enter_async_context(open_venue(settings))
+        # What this daemon is, for the CLI to check requests against (database/daemons.py).
+        await stack.enter_async_context(
+            DaemonRegistry(
+                pool,
+                settings.account,
+                venue.name,
+                settings.symbols,
+                market_precision(venue, settings.symbols),
+            )
+        )
         core = build_core(settings, venue, journal, ids, trail=audit)
         # Reconcile before trading: what the database knew, against what the venue holds.
         positions, orders = await load_snapshot(pool, settings.account, venue.name)
@@ -501,7 +512,9 @@ def build_core(
         account=settings.account,
         symbols=settings.symbols,
     )
-    handler = IntakeHandler(settings.account, apm, lifecycle, orders)
+    handler = IntakeHandler(
+        settings.account, apm, lifecycle, orders, symbols=settings.symbols, book=book
+    )
     return Core(
         executor,
         book,

@@ -177,6 +177,7 @@ class AtomicPositionManager:
                     leverage=self._cfg.leverage,
                     free_balance=free,
                     field=field,
+                    typed=signal.amount if signal.amount is not None else signal.quote_amount,
                 )
             position = Position(
                 id=self._ids.next_position_id(),

@@ -507,19 +507,21 @@ class Repository:
         status: str,
         reason: str | None = None,
         position_id: int | None = None,
+        result: Mapping[str, Any] | None = None,
     ) -> bool:
         """Record the outcome of a claimed signal. False if it was not ``processing``."""
         _check_final(status)
-        result = await self.pool.execute(
+        outcome = await self.pool.execute(
             "UPDATE monitoring.signals SET status = $2, reason = $3, "
-            "position_id = coalesce($4, position_id), processed_at = now() "
-            "WHERE id = $1 AND status = 'processing'",
+            "position_id = coalesce($4, position_id), result = $5::text::jsonb, "
+            "processed_at = now() WHERE id = $1 AND status = 'processing'",
             signal_id,
             status,
             reason,
             position_id,
+            None if not result else dumps_json(dict(result)),
         )
-        return _status_count(result) == 1
+        return _status_count(outcome) == 1
 
     async def finish_command(
         self,

@@ -257,9 +257,11 @@ async def test_command_request_prints_the_result(
     assert "done: client_order_id=td-main-r1-mo-1 status=PENDING" == out[1]
 
 
-async def test_check_passes_on_a_migrated_database(migrated_url: str, tmp_path: Path) -> None:
-    """Settings, database, migrations, audit trail and the paper venue: all fine, no
-    problem lines."""
+async def test_check_passes_on_a_migrated_database(
+    migrated_url: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Settings, database, migrations, audit trail, the paper venue, no request waiting: all fine, no
+    problem lines (no daemon live is not a problem: check runs before a start too)."""
     settings = load_settings(database_url=migrated_url, state_dir=tmp_path)
     findings = await run_checks(settings)
     assert [] == findings.problems
@@ -269,7 +271,25 @@ async def test_check_passes_on_a_migrated_database(migrated_url: str, tmp_path: 
         f"migrations: {len(discover())} applied",
         "audit: trail kept, no dead letters",
         "exchange: paper venue (simulated)",
+        "daemon: none live for account 'main'",
+        "intake: no request waits without a live daemon",
     ] == findings.ok
+
+
+async def test_check_lists_requests_no_live_daemon_takes(
+    migrated_url: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A signal for an account no daemon ever served is a problem line naming it and why."""
+    signal_id = await pool.fetchval(
+        "INSERT INTO monitoring.signals (account, symbol, side, amount) "
+        "VALUES ('someoneelse', 'BTC/USDT:USDT', 'long', 1) RETURNING id"
+    )
+    settings = load_settings(database_url=migrated_url, state_dir=tmp_path)
+    findings = await run_checks(settings)
+    assert [
+        "intake: 1 request(s) wait with no live daemon to take them (monitoring.waiting_requests)",
+        f"intake: signal {signal_id} for 'someoneelse': no daemon has ever served this account",
+    ] == findings.problems
 
 
 async def test_check_reports_each_problem_on_one_line_without_secrets(tmp_path: Path) -> None:
