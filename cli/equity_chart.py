@@ -23,8 +23,9 @@ from decimal import Decimal
 from database.reports import FinishedTrade, OpenPnl
 
 # A chart narrower than this (one trade opened and closed within seconds) is widened, so
-# its one step is visible and the time axis has ticks to show.
-MIN_SPAN = timedelta(minutes=5)
+# its one step is visible and the time axis has ticks to show; short enough that a
+# session of two minutes still fills the picture.
+MIN_SPAN = timedelta(minutes=1)
 # Room on each side of the data, as a share of its span, so no marker sits on the frame.
 MARGIN = 0.04
 # With nothing traded, the picture shows the last day (or the window, if shorter).

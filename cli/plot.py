@@ -107,14 +107,11 @@ def _draw_equity(ax: Axes, chart: EquityChart) -> None:
         at = _days([point.at])[0]
         ax.plot([at, at], _floats([point.realised, point.equity]), color=OPEN,
                 linestyle=(0, (2, 2)), linewidth=1.8)  # fmt: skip
+        # The value goes in the legend, not beside the point: the point is at the right
+        # end of the data, where a label would sit on the last trades.
+        open_label = f"open P&L now {money(point.pnl, chart.currency, chart.places)} (unrealised)"
         ax.scatter([at], [float(point.equity)], s=90, marker="D", facecolors="white",
-                   edgecolors=OPEN, linewidths=2.2, zorder=4,
-                   label="open P&L now (unrealised)")  # fmt: skip
-        ax.annotate(
-            f"open {money(point.pnl, chart.currency, chart.places)}",
-            (at, float(point.equity)), xytext=(-12, 0), textcoords="offset points",
-            ha="right", va="center", fontsize=10, color=OPEN, fontweight="bold",
-        )  # fmt: skip
+                   edgecolors=OPEN, linewidths=2.2, zorder=4, label=open_label)  # fmt: skip
     ax.margins(y=0.12)
     if not chart.markers:
         ax.text(0.5, 0.65, "no finished trades in this period", transform=ax.transAxes,
@@ -122,7 +119,21 @@ def _draw_equity(ax: Axes, chart: EquityChart) -> None:
     if len(set(equity)) == 1 and chart.open_point is None:
         ax.set_ylim(equity[0] - 1, equity[0] + 1)  # a flat line: a scale of whole units
     _money_axis(ax, chart, "P&L", bins=6)
-    ax.legend(loc="best", fontsize=10, frameon=True, framealpha=0.9, edgecolor=GRID)
+
+
+def _mark_deepest(ax: Axes, chart: EquityChart) -> None:
+    """Label the max drawdown under the point where it happened (nothing is lower), on
+    the side with room for the text."""
+    if chart.max_drawdown <= 0:
+        return
+    deepest = chart.drawdown.index(-chart.max_drawdown)
+    at = _days([chart.times[deepest]])[0]
+    lo, hi = _days(chart.x_limits)
+    left = (at - lo) / (hi - lo) > 0.7
+    text = f"max {money(-chart.max_drawdown, chart.currency, chart.places)}"
+    ax.annotate(text, (at, -float(chart.max_drawdown)), xytext=(-6 if left else 6, -2),
+                textcoords="offset points", ha="right" if left else "left", va="top",
+                fontsize=10, color=LOSS, fontweight="bold")  # fmt: skip
 
 
 def _draw_drawdown(ax: Axes, chart: EquityChart) -> None:
@@ -132,8 +143,9 @@ def _draw_drawdown(ax: Axes, chart: EquityChart) -> None:
     ax.step(times, drawdown, where="post", color=LOSS, linewidth=1.4)
     deepest = min(drawdown)
     # A curve that never fell still gets a visible scale, hanging below 0.
-    ax.set_ylim(deepest * 1.2 if deepest < 0 else -1.0, 0)
-    _money_axis(ax, chart, "drawdown", bins=3)
+    ax.set_ylim(deepest * 1.35 if deepest < 0 else -1.0, 0)  # room for the label under it
+    _money_axis(ax, chart, "drawdown", bins=4)
+    _mark_deepest(ax, chart)
     locator = AutoDateLocator(tz=UTC, minticks=4, maxticks=9)  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
     # The offset (the date under a time-of-day axis) in ISO form, as in the title.
@@ -163,6 +175,10 @@ def equity_figure(chart: EquityChart) -> Figure:
     _draw_equity(top, chart)
     _draw_drawdown(bottom, chart)
     top.set_xlim(*_days(chart.x_limits))
+    # The key under the time axis, in one row: it never covers the curve.
+    handles, labels = top.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=len(labels),
+                  fontsize=10, frameon=False)  # fmt: skip
     top.tick_params(labelbottom=False)
     return figure
 
