@@ -146,13 +146,19 @@ def _draw_drawdown(ax: Axes, chart: EquityChart) -> None:
     ax.set_ylim(deepest * 1.35 if deepest < 0 else -1.0, 0)  # room for the label under it
     _money_axis(ax, chart, "drawdown", bins=4)
     _mark_deepest(ax, chart)
+    _time_axis(ax)
+
+
+def _time_axis(ax: Axes) -> None:
+    """Date ticks in UTC that suit the span, from seconds to months."""
     locator = AutoDateLocator(tz=UTC, minticks=4, maxticks=9)  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
-    # The offset (the date under a time-of-day axis) in ISO form, as in the title.
-    offsets = ["", "%Y", "%Y-%m", "%Y-%m-%d", "%Y-%m-%d", "%Y-%m-%d %H:%M"]
-    # Days as "May 05" rather than a bare "05"; midnight under an hourly axis likewise.
-    formats = ["%Y", "%b", "%b %d", "%H:%M", "%H:%M", "%S.%f"]
-    zeros = ["", "%Y", "%b", "%b %d", "%H:%M", "%H:%M"]
+    # Ticks by level (years, months, days, hours, minutes, seconds): days as "May 05"
+    # rather than a bare "05", seconds with their minute ("04:31:15", not "15"); the offset
+    # (the date under a time-of-day axis) in ISO form, as in the title.
+    formats = ["%Y", "%b", "%b %d", "%H:%M", "%H:%M", "%H:%M:%S"]
+    zeros = ["", "%Y", "%b", "%b %d", "%H:%M", "%H:%M:%S"]
+    offsets = ["", "%Y", "%Y-%m", "%Y-%m-%d", "%Y-%m-%d", "%Y-%m-%d"]
     formatter = ConciseDateFormatter(  # type: ignore[no-untyped-call]
         locator, tz=UTC, formats=formats, zero_formats=zeros, offset_formats=offsets
     )
