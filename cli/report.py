@@ -1,4 +1,4 @@
-"""``main.py report [--since 7d] [--json] [--plot FILE.png]``: how the trading went.
+"""``main.py report [--since 7d] [--json] [--plot FILE.png|.svg]``: how the trading went.
 
 The figures are those of the ``monitoring.performance`` and ``monitoring.daily_pnl``
 views (database/reports.py computes them over a window): trades (finished positions),
@@ -121,7 +121,7 @@ async def _plot(
     until: datetime,
 ) -> None:  # fmt: skip
     """Draw the report's chart to ``path``; a file that cannot be written is one line."""
-    from cli.plot import write_chart  # matplotlib takes ~0.5 s to import: only for --plot
+    from cli.plot import write_chart  # matplotlib adds 0.2-0.5 s of import: only for --plot
 
     chart = build_equity_chart(
         await finished_trades(pool, account, since),
