@@ -18,7 +18,6 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 from cli import arguments as value
@@ -142,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="performance: win rate, P&L, drawdown, daily P&L")
     report.add_argument("--since", type=value.duration, metavar="7d", help="e.g. 30m, 24h, 7d")
     report.add_argument("--json", action="store_true", help="print JSON")
-    report.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the equity curve")
+    report.add_argument(
+        "--plot",
+        type=value.plot_file,
+        metavar="FILE.png|FILE.svg",
+        help="draw equity, drawdown and trades (PNG or SVG, by the extension)",
+    )
     return parser
 
 
@@ -244,7 +248,12 @@ def _query(settings: Settings, args: argparse.Namespace) -> int:
         return run_with_pool(
             settings,
             lambda pool: report_command(
-                pool, account, window=args.since, as_json=args.json, plot=args.plot
+                pool,
+                account,
+                venue=settings.exchange,
+                window=args.since,
+                as_json=args.json,
+                plot=args.plot,
             ),
         )
     from cli.listings import orders_command, positions_command

@@ -194,6 +194,9 @@ BAD_INPUT = [
     (["close", "0"], "POSITION_ID"),
     (["report", "--since", "7x"], "--since"),
     (["report", "--since", "0d"], "--since"),
+    (["report", "--plot", "equity.jpg"], "--plot"),
+    (["report", "--plot", "equity"], "--plot"),
+    (["report", "--plot", "equity.png.pdf"], "--plot"),
     (["positions", "--bogus"], "--bogus"),
 ]  # fmt: skip
 
@@ -211,6 +214,20 @@ def test_bad_input_is_one_line_naming_the_argument_and_exit_2(
     assert 1 == len(err.strip().splitlines()), err
     assert argument in err
     assert err.startswith("main.py")
+
+
+def test_plot_file_format_comes_from_its_extension(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--plot`` takes .png or .svg in any case; anything else is refused in one line
+    saying which extensions work, before settings or the database."""
+    parser = build_parser()
+    assert "EQUITY.PNG" == parser.parse_args(["report", "--plot", "EQUITY.PNG"]).plot.name
+    assert "out/x.svg" == str(parser.parse_args(["report", "--plot", "out/x.svg"]).plot)
+    with pytest.raises(SystemExit) as stopped:
+        main(["report", "--plot", "x.jpg"])
+    assert (2, "main.py report: argument --plot: must end in .png or .svg, got 'x.jpg'\n") == (
+        stopped.value.code,
+        capsys.readouterr().err,
+    )
 
 
 @pytest.mark.parametrize(
