@@ -24,9 +24,7 @@ pytestmark = pytest.mark.skipif(
 
 def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
     assert ANALYZE is not None
-    return subprocess.run(
-        [ANALYZE, *args], capture_output=True, text=True, timeout=60, check=False
-    )
+    return subprocess.run([ANALYZE, *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 def _exposure(report: str) -> Decimal:
@@ -85,6 +83,4 @@ def test_template_instances_have_their_own_account_and_state() -> None:
         assert re.search(f"^{re.escape(line)}$", text, re.MULTILINE), line
     env = re.search(r"^Environment=(.*)$", text, re.MULTILINE)
     assert env is not None
-    assert {"TRADER_ACCOUNT=%i", "TRADER_STATE_DIR=/var/lib/trader/%i"} <= set(
-        env.group(1).split()
-    )
+    assert {"TRADER_ACCOUNT=%i", "TRADER_STATE_DIR=/var/lib/trader/%i"} <= set(env.group(1).split())
