@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit_actions.add_parser(
         "replay", help="write the dead letters again (after fixing their cause); idempotent"
     )
+    reference = sub.add_parser("settings", help="every TRADER_* setting: type, default, meaning")
+    reference.add_argument(
+        "--markdown", action="store_true", help="as Markdown (docs/settings.md is this)"
+    )
     report = sub.add_parser("report", help="performance: win rate, P&L, drawdown, daily P&L")
     report.add_argument("--since", type=value.duration, metavar="7d", help="e.g. 30m, 24h, 7d")
     report.add_argument("--json", action="store_true", help="print JSON")
@@ -215,6 +219,11 @@ def main(argv: Sequence[str]) -> int:
         return _request(args)
     if command == "check":
         return _check()
+    if command == "settings":  # the reference needs no settings of its own
+        from cli.settings_reference import render_markdown, render_text
+
+        print(render_markdown() if args.markdown else render_text(), end="")
+        return 0
     settings = _settings()
     if command in ("orders", "positions", "report"):
         return _query(settings, args)

@@ -53,45 +53,99 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
+        # Each field's docstring is its description: ``main.py settings`` and
+        # docs/settings.md are generated from them.
+        use_attribute_docstrings=True,
     )
 
     database_url: SecretStr = SecretStr("")
+    """PostgreSQL URL (``postgresql://user:password@host:port/db``). Empty: an embedded server
+    under the state directory. A secret: never logged, printed or stored."""
     state_dir: Path = Path("./var")
+    """Directory of the daemon's own state: the embedded database, the audit spool and dead
+    letters, the paper venue's book, trailing-stop state."""
     account: str = "main"
+    """The account this daemon trades (1-32 letters, digits, '_' or '-'). One daemon per account: a
+    second one refuses to start."""
     exchange: str = PAPER
+    """The venue: ``paper`` (simulated) or a ccxt id such as ``bybit`` or ``binanceusdm``
+    (futures)."""
     testnet: bool = False
+    """Trade on the venue's testnet (sandbox) instead of the live market."""
     api_key: SecretStr = SecretStr("")
+    """The venue's API key. A secret: never logged, printed or stored."""
     api_secret: SecretStr = SecretStr("")
+    """The venue's API secret. A secret: never logged, printed or stored."""
     api_password: SecretStr = SecretStr("")
+    """The venue's API passphrase, where it has one. A secret: never logged, printed or stored."""
     feed: str = ""
+    """Where prices come from: ``synthetic`` (seeded random walk), ``exchange`` (the venue's
+    tickers) or ``replay:PATH`` (a CSV of ts,symbol,price). Empty: synthetic on paper, exchange
+    on a real venue."""
     feed_speed: str = "1"
+    """Replay speed of a ``replay:`` feed: a positive factor of real time, or ``max``."""
     feed_follow: bool = False
+    """Keep reading a ``replay:`` file as it grows (like ``tail -f``) instead of stopping at its
+    end."""
     symbols: Annotated[tuple[str, ...], NoDecode] = ("BTC/USDT:USDT", "ETH/USDT:USDT")
+    """The markets the daemon prices and trades, comma-separated; requests for other symbols are
+    rejected."""
     feed_seed: int = 42
+    """Seed of the synthetic feed, so a session can be replayed price for price."""
     paper_faults: Annotated[dict[str, Decimal], NoDecode] = Field(default_factory=dict)
+    """Faults the paper venue injects, as ``name=value`` pairs separated by commas (e.g.
+    ``partial_fill=0.5,reject_stop=0.1``); for tests and drills."""
     paper_balance: Decimal = Decimal(10000)
+    """Starting quote balance of the paper account."""
     paper_slippage_bps: Decimal = Decimal(2)
+    """Slippage of the paper venue's market fills, in basis points of the price (>= 0)."""
     paper_markets_file: Path | None = None
+    """A JSON file of markets (precision, minimums) for the paper venue, instead of its built-in
+    ones."""
     stop_loss_percent: Decimal | None = Decimal(2)
+    """Default stop-loss distance, in percent of the entry fill, for a signal that names none
+    (0-100 exclusive)."""
     take_profit_percent: Percent
+    """Default take-profit distance, in percent of the entry fill, for a signal that names none.
+    Unset: no take-profit."""
     trailing_activation_percent: Percent
+    """Default trailing activation: the profit, in percent of the entry, at which the stop starts
+    trailing. Unset: no trailing."""
     trailing_callback_percent: Percent
+    """Default trailing callback: how far, in percent, the trailing stop follows behind the best
+    price."""
     breakeven_percent: Percent
+    """Profit, in percent of the entry, at which the stop moves to break-even (entry plus fees).
+    Unset: no break-even move."""
     # The account's leverage, for the pre-trade margin check of every open. Unset: the
     # paper venue's own; on a live venue, no check (the venue refuses what it cannot
     # margin, after the entry was sent).
     leverage: Decimal | None = None
+    """The account's leverage, for the pre-trade margin check of every open. Unset: the paper
+    venue's own; on a live venue, no check."""
     log_format: str = "auto"
+    """Log lines as ``json``, ``console`` (key=value) or ``auto`` (JSON under systemd, console on a
+    terminal)."""
     log_level: str = "INFO"
+    """Lowest level logged: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
     metrics_port: int = 0
+    """Port of the Prometheus metrics endpoint on 127.0.0.1; 0 turns it off."""
     reconcile_interval_s: float = 30.0
+    """Seconds between reconciliation passes against the venue (positions, orders, strays)."""
     audit_batch_size: int = 5000
+    """Most audit records written to PostgreSQL in one batch."""
     audit_queue_size: int = 100_000
+    """Most audit records held in memory; past it new ones are shed and
+    counted."""
     stop_retries: int = 3
+    """Attempts to place a protective stop before the entry is rolled back."""
     # A protective stop moves (break-even, trailing) only when it improves by at least
     # this many ticks, and at most once per this many seconds.
     stop_move_min_ticks: int = 1
+    """A protective stop moves (break-even, trailing) only when it improves by at least this many
+    ticks."""
     stop_move_interval_s: float = 1.0
+    """A protective stop moves at most once per this many seconds."""
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret's plain value, for the log redactor to mask (never to print). The
