@@ -1,4 +1,4 @@
-"""Price feeds (DESIGN.md section 6): every feed yields :class:`~core.models.Tick` values
+"""Price feeds (docs/architecture.md, 'Data flow'): every feed yields :class:`~core.models.Tick` values
 through ``async for tick in feed`` and is an async context manager.
 
 ==================  ==========================================================  ================
