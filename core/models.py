@@ -162,11 +162,11 @@ S = OrderStatus
 TERMINAL_STATUSES = frozenset({S.FILLED, S.CANCELLED, S.REJECTED, S.EXPIRED, S.FAILED})
 
 # docs/architecture.md ('Orders') draws this table. Beyond the plain lifecycle, facts of
-# real venues are allowed: an exchange may answer a submit with the order already (partially) filled, cancelled
-# (IOC) or expired, so SUBMITTED may skip NEW; and a fill may arrive while a cancel is in
-# flight, or the cancel may fail, so CANCELLING may go back to a live status. And a resting
-# conditional order can be refused when it triggers (Bybit: "triggered but failed upon
-# being placed"), so NEW may end REJECTED.
+# real venues are allowed: an exchange may answer a submit with the order already
+# (partially) filled, cancelled (IOC) or expired, so SUBMITTED may skip NEW; and a fill
+# may arrive while a cancel is in flight, or the cancel may fail, so CANCELLING may go
+# back to a live status. And a resting conditional order can be refused when it triggers
+# (Bybit: "triggered but failed upon being placed"), so NEW may end REJECTED.
 ORDER_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     S.PENDING: frozenset({S.SUBMITTED, S.TRIGGERED, S.CANCELLED, S.EXPIRED, S.FAILED}),
     S.TRIGGERED: frozenset({S.SUBMITTED, S.FAILED, S.CANCELLED}),
