@@ -1,15 +1,15 @@
 """The command line: argument parsing and dispatch to the command implementations.
 
-Commands (DESIGN.md section 7): ``run`` (the default) and ``migrate`` go to
+Commands (docs/architecture.md, "Command line"): ``run`` (the default) and ``migrate`` go to
 cli/service.py; ``check`` to cli/check.py; the requests ``signal``, ``order place``,
 ``order cancel`` and ``close`` to cli/requests.py; the listings ``orders`` and
-``positions`` to cli/listings.py; ``report`` to cli/report.py.
+``positions`` to cli/listings.py; ``report`` to cli/report.py; ``status`` to cli/status.py.
 
 Exit codes: 0 success, 1 failure (a bad setting, a refused start, a rejected request,
 an unreachable database), 2 bad arguments (one line naming the argument) or no outcome in
 time. Arguments are checked before settings are loaded, so a typo costs nothing else;
-then a request's ``--symbol`` is checked against the settings (``TRADER_SYMBOLS``, the
-paper venue's markets), still before the database is touched.
+then a request is checked against the live daemon serving the account, as published in
+``monitoring.daemons`` (its ``TRADER_SYMBOLS``), before anything is queued.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 from cli import arguments as value
@@ -117,12 +116,13 @@ def _order_parsers(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The whole command line of DESIGN.md section 7."""
+    """The whole command line (docs/architecture.md, "Command line")."""
     parser = _Parser(prog="main.py", description="The trading daemon and its tools.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     sub.add_parser("run", help="run the daemon (the default)")
     sub.add_parser("migrate", help="apply database migrations and exit")
     sub.add_parser("check", help="check settings, database and exchange; exit 1 on a problem")
+    sub.add_parser("status", help="the daemons serving each account, and requests nobody takes")
     _signal_parser(sub)
     _order_parsers(sub)
     for name, what in (("orders", "live orders"), ("positions", "open positions")):
@@ -141,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="performance: win rate, P&L, drawdown, daily P&L")
     report.add_argument("--since", type=value.duration, metavar="7d", help="e.g. 30m, 24h, 7d")
     report.add_argument("--json", action="store_true", help="print JSON")
-    report.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the equity curve")
+    report.add_argument(
+        "--plot",
+        type=value.plot_file,
+        metavar="FILE.png|FILE.svg",
+        help="draw equity, drawdown and trades (PNG or SVG, by the extension)",
+    )
     return parser
 
 
@@ -175,19 +180,19 @@ def _request(args: argparse.Namespace) -> int:
     except InputError as exc:
         args.parser.error(str(exc))  # reported under the sub-command's name, like argparse
     settings = _settings()
-    if isinstance(symbol := fields.get("symbol"), str):
-        try:
-            requests.check_symbol(symbol, settings)
-        except InputError as exc:
-            args.parser.error(str(exc))
     account = settings.account
-    if kind == "signal":
-        return run_with_pool(
-            settings, lambda pool: requests.submit_signal(pool, fields, account, args.wait)
+
+    async def submit(pool: Any) -> int:
+        # Checked against the daemon that will run it, as it checks every row.
+        daemon = await requests.admit(pool, kind, fields, account, args.parser.prog)
+        markets = daemon["markets"]
+        if kind == "signal":
+            return await requests.submit_signal(pool, fields, account, args.wait, markets=markets)
+        return await requests.submit_command(
+            pool, kind, fields, account, args.wait, markets=markets
         )
-    return run_with_pool(
-        settings, lambda pool: requests.submit_command(pool, kind, fields, account, args.wait)
-    )
+
+    return run_with_pool(settings, submit)
 
 
 def _check() -> int:
@@ -219,6 +224,11 @@ def main(argv: Sequence[str]) -> int:
 
         spool = settings.spool_dir / settings.account
         return run_with_pool(settings, lambda pool: replay_command(pool, spool))
+    if command == "status":
+        from cli.connect import run_with_pool
+        from cli.status import status_command
+
+        return run_with_pool(settings, status_command)
     if command == "migrate":
         from cli.service import migrate_command
 
@@ -238,7 +248,12 @@ def _query(settings: Settings, args: argparse.Namespace) -> int:
         return run_with_pool(
             settings,
             lambda pool: report_command(
-                pool, account, window=args.since, as_json=args.json, plot=args.plot
+                pool,
+                account,
+                venue=settings.exchange,
+                window=args.since,
+                as_json=args.json,
+                plot=args.plot,
             ),
         )
     from cli.listings import orders_command, positions_command

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 # Bounds that no real order reaches, so a typo (an extra exponent) is caught here rather
 # than by a numeric overflow in PostgreSQL.
@@ -27,6 +28,8 @@ _NAME = r"[A-Za-z0-9][A-Za-z0-9._]*"
 _UNIFIED = re.compile(rf"{_NAME}/{_NAME}:{_NAME}(-[A-Za-z0-9._]+)?")
 _SPOT = re.compile(rf"{_NAME}/{_NAME}")
 _BARE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# ``report --plot``: the file's extension names the format (cli/plot.py writes both).
+PLOT_FORMATS = {".png": "png", ".svg": "svg"}
 
 
 class InputError(ValueError):
@@ -132,7 +135,7 @@ def symbol(text: str) -> str:
     a dated contract ``BTC/USDT:USDT-250627``) or a bare exchange id (``BTCUSDT``).
 
     ``BTC/USDT`` is refused with a hint: that is the spot market, and the daemon trades
-    contracts (DESIGN.md failure mode 13). Whether the market exists is checked once the
+    contracts (docs/architecture.md, failure mode 13). Whether the market exists is checked once the
     settings are loaded (:func:`cli.requests.check_symbol`).
     """
     raw = text.strip()
@@ -155,6 +158,14 @@ def order_ref(text: str) -> str:
     if not raw or len(raw) > 128 or not raw.isprintable() or " " in raw:
         raise argparse.ArgumentTypeError(f"must be an order id or client order id, got {text!r}")
     return raw
+
+
+def plot_file(text: str) -> Path:
+    """``--plot``: a file whose extension says the format, ``.png`` or ``.svg``."""
+    path = Path(text.strip())
+    if path.suffix.lower() not in PLOT_FORMATS:
+        raise argparse.ArgumentTypeError(f"must end in .png or .svg, got {text!r}")
+    return path
 
 
 def lower(text: str) -> str:

@@ -11,7 +11,10 @@ Checks, in order, each reported on one line (``ok`` lines on stdout, problems on
 4. audit: the running daemon's audit trail is kept (not degraded), and no dead letters
    wait for ``main.py audit replay`` (database/audit_state.py, database/dead_letters.py);
 5. exchange: the paper venue needs nothing; a ccxt exchange must answer ``load_markets``
-   and a balance fetch (which needs valid credentials), and know every ``TRADER_SYMBOLS``.
+   and a balance fetch (which needs valid credentials), and know every ``TRADER_SYMBOLS``;
+6. intake: the live daemon of this account, if any (not a problem when none: ``check``
+   runs before a start too), and every request no live daemon will take
+   (``monitoring.waiting_requests``: a problem — it would wait forever, silently).
 """
 
 from __future__ import annotations
@@ -148,6 +151,46 @@ async def check_exchange(settings: Settings, findings: Findings) -> None:
         findings.ok.append(f"exchange: {settings.exchange}: reachable and authenticated")
 
 
+WAITING_SHOWN = 10
+
+
+async def check_waiting_requests(
+    settings: Settings, findings: Findings, timeout_s: float = DATABASE_TIMEOUT_S
+) -> None:
+    """The account's live daemon, and the requests no live daemon will take."""
+    from database.daemons import count_waiting, live_daemon, waiting_requests
+    from database.pool import open_database
+
+    try:
+        async with asyncio.timeout(timeout_s + 30):
+            async with open_database(settings, min_size=1, max_size=1, wait_s=timeout_s) as pool:
+                daemon = await live_daemon(pool, settings.account)
+                waiting = await waiting_requests(pool, WAITING_SHOWN)
+                total = await count_waiting(pool) if len(waiting) == WAITING_SHOWN else len(waiting)
+    except Exception as exc:  # the database check above reports the database itself
+        findings.problems.append(f"intake: could not be read: {type(exc).__name__}")
+        return
+    if daemon is not None:
+        findings.ok.append(
+            f"daemon: account {settings.account!r} served by pid {daemon['pid']} on "
+            f"{daemon['host']} (version {daemon['version']}, {daemon['venue']})"
+        )
+    else:
+        findings.ok.append(f"daemon: none live for account {settings.account!r}")
+    if not waiting:
+        findings.ok.append("intake: no request waits without a live daemon")
+        return
+    findings.problems.append(
+        f"intake: {total} request(s) wait with no live daemon to take them "
+        "(monitoring.waiting_requests)"
+    )
+    for row in waiting:
+        account = "any account" if row["account"] is None else repr(row["account"])
+        findings.problems.append(
+            f"intake: {row['request']} {row['id']} for {account}: {row['why']}"
+        )
+
+
 async def run_checks(
     settings: Settings, *, database_timeout_s: float = DATABASE_TIMEOUT_S
 ) -> Findings:
@@ -156,6 +199,8 @@ async def run_checks(
     await check_database(settings, findings, database_timeout_s)
     check_audit(settings, findings)
     await check_exchange(settings, findings)
+    if not any(p.startswith(("database:", "migrations:")) for p in findings.problems):
+        await check_waiting_requests(settings, findings)
     return findings
 
 

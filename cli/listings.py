@@ -1,8 +1,9 @@
 """``main.py positions`` and ``main.py orders``: what is open now, or everything with ``--all``.
 
 Plain-text output is an aligned table of the columns a trader scans (ids, market, side,
-status, sizes, prices, P&L, ages); numbers are right-aligned and printed exactly as stored
-(trailing zeros dropped, never in exponent form). ``--json`` prints every column of every
+status, sizes, prices, P&L, ages); numbers are right-aligned, never in exponent form, and
+rounded to the market's precision as the account's daemon published it (cli/numbers.py;
+as stored, trailing zeros dropped, when unknown). ``--json`` prints every column of every
 row as a JSON list: ``Decimal`` as a string (no precision lost), times as ISO-8601 UTC.
 Only ``TRADER_ACCOUNT``'s rows are listed.
 """
@@ -19,7 +20,9 @@ from typing import Any
 import asyncpg
 
 from cli.connect import EXIT_OK
+from cli.numbers import precisions, rounded_row
 from core.money import utcnow
+from database.daemons import last_daemon
 from database.reports import list_orders, list_positions
 
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
@@ -80,6 +83,7 @@ POSITION_HEADERS = (
     "SIDE",
     "STATUS",
     "QTY",
+    "SIZE",
     "ENTRY",
     "PRICE",
     "STOP",
@@ -94,7 +98,8 @@ POSITION_HEADERS = (
 
 
 def position_cells(row: Mapping[str, Any], now: datetime) -> list[str]:
-    """One table line of a position. PRICE is the exit price once it is closed."""
+    """One table line of a position. PRICE is the exit price once it is closed; QTY is
+    what is still open, SIZE the most it held (what a closed position traded)."""
     price = row["exit_price"] if row["closed_at"] is not None else row["current_price"]
     return [
         str(row["id"]),
@@ -102,6 +107,7 @@ def position_cells(row: Mapping[str, Any], now: datetime) -> list[str]:
         row["side"],
         row["status"],
         plain_number(row["quantity"]),
+        plain_number(row.get("traded_quantity")),
         plain_number(row["entry_price"]),
         plain_number(price),
         plain_number(row["stop_loss_price"]),
@@ -185,7 +191,12 @@ def to_json(value: Any) -> str:
 
 
 def _print(
-    rows: list[dict[str, Any]], as_json: bool, headers: Sequence[str], cells: Any, empty: str
+    rows: list[dict[str, Any]],
+    as_json: bool,
+    headers: Sequence[str],
+    cells: Any,
+    empty: str,
+    markets: Any = None,
 ) -> int:
     if as_json:
         print(to_json(rows))
@@ -193,8 +204,16 @@ def _print(
         print(empty)
     else:
         now = utcnow()
-        print(render_table(headers, (cells(r, now) for r in rows)))
+        known = precisions(markets)
+        shown = (rounded_row(r, known.get(r["symbol"])) for r in rows)
+        print(render_table(headers, (cells(r, now) for r in shown)))
     return EXIT_OK
+
+
+async def _markets(pool: asyncpg.Pool, account: str) -> Any:
+    """The markets' precision the account's daemon published (live or not)."""
+    daemon = await last_daemon(pool, account)
+    return daemon["markets"] if daemon is not None else None
 
 
 async def positions_command(
@@ -203,7 +222,8 @@ async def positions_command(
     """``main.py positions [--all] [--json]``."""
     rows = await list_positions(pool, account, include_terminal=everything)
     empty = "no positions" if everything else "no open positions"
-    return _print(rows, as_json, POSITION_HEADERS, position_cells, empty)
+    markets = await _markets(pool, account)
+    return _print(rows, as_json, POSITION_HEADERS, position_cells, empty, markets)
 
 
 async def orders_command(
@@ -212,4 +232,5 @@ async def orders_command(
     """``main.py orders [--all] [--json]``."""
     rows = await list_orders(pool, account, include_terminal=everything)
     empty = "no orders" if everything else "no live orders"
-    return _print(rows, as_json, ORDER_HEADERS, order_cells, empty)
+    markets = await _markets(pool, account)
+    return _print(rows, as_json, ORDER_HEADERS, order_cells, empty, markets)

@@ -1,11 +1,12 @@
-"""``main.py report [--since 7d] [--json] [--plot FILE.png]``: how the trading went.
+"""``main.py report [--since 7d] [--json] [--plot FILE.png|.svg]``: how the trading went.
 
 The figures are those of the ``monitoring.performance`` and ``monitoring.daily_pnl``
 views (database/reports.py computes them over a window): trades (finished positions),
 win rate, profit factor, average win / loss, total realised P&L, fees, max drawdown of
 the realised equity curve, and per UTC day the fills (executions: entries and exits),
-the exits among them and their realised P&L. ``--plot`` draws that equity curve to a
-PNG (cli/plot.py).
+the exits among them and their realised P&L. ``--plot FILE.png|FILE.svg`` draws the
+equity curve, the open P&L now, the drawdown and each trade (cli/equity_chart.py says
+what, cli/plot.py draws it).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any
 import asyncpg
 
 from cli.connect import EXIT_OK, CommandFailed
+from cli.equity_chart import build_equity_chart
 from cli.listings import plain_number, render_table, to_json
-from cli.plot import write_equity_png
 from core.money import utcnow
-from database.reports import daily_pnl, equity_curve, performance
+from database.reports import daily_pnl, finished_trades, open_pnl, performance, recent_trades
 
 SUMMARY_KEYS = (
     "trades",
@@ -73,14 +74,16 @@ def window_label(window: timedelta) -> str:
     return f"{total}s"
 
 
+def period_label(since: datetime | None, until: datetime) -> str:
+    """``last 1w (since 2026-05-01 12:00 UTC)`` or ``all time``."""
+    if since is None:
+        return "all time"
+    return f"last {window_label(until - since)} (since {since:%Y-%m-%d %H:%M} UTC)"
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The report as text: a summary block and the daily table."""
-    since, until = report["since"], report["until"]
-    span = (
-        f"last {window_label(until - since)} (since {since:%Y-%m-%d %H:%M} UTC)"
-        if since
-        else "all time"
-    )
+    span = period_label(report["since"], report["until"])
     lines = [
         f"account {report['account']}, {span}",
         "",
@@ -110,13 +113,59 @@ def format_report(report: dict[str, Any]) -> str:
         ]
         table = render_table(headers, rows)
         lines += ["", "daily P&L (UTC days)", table]
+    if report.get("recent"):
+        lines += ["", "recent trades (newest first)", _recent_table(report["recent"])]
     return "\n".join(lines)
+
+
+def _recent_table(recent: list[dict[str, Any]]) -> str:
+    headers = ("ID", "SYMBOL", "SIDE", "SIZE", "ENTRY", "EXIT", "P&L", "RETURN", "EXIT BY")
+    rows = [
+        (
+            str(t["id"]),
+            t["symbol"],
+            t["side"],
+            plain_number(t["traded_quantity"]),
+            plain_number(t["entry_price"]),
+            plain_number(t["exit_price"]),
+            plain_number(t["realized_pnl"]),
+            "-" if t["return_pct"] is None else f"{t['return_pct']:.2f}%",
+            t["exit_reason"] or "-",
+        )
+        for t in recent
+    ]
+    return render_table(headers, rows)
+
+
+async def _plot(
+    pool: asyncpg.Pool, path: Path, account: str, venue: str, since: datetime | None,
+    until: datetime,
+) -> None:  # fmt: skip
+    """Draw the report's chart to ``path``; a file that cannot be written is one line."""
+    from cli.plot import write_chart  # matplotlib adds 0.2-0.5 s of import: only for --plot
+
+    chart = build_equity_chart(
+        await finished_trades(pool, account, since),
+        await open_pnl(pool, account),
+        account=account,
+        venue=venue,
+        period=period_label(since, until),
+        since=since,
+        until=until,
+    )
+    try:
+        write_chart(path, chart)
+    except OSError as exc:
+        raise CommandFailed(
+            f"argument --plot: cannot write {path}: {exc.strerror or exc}"
+        ) from None
 
 
 async def report_command(
     pool: asyncpg.Pool,
     account: str,
     *,
+    venue: str,
     window: timedelta | None,
     as_json: bool,
     plot: Path | None,
@@ -127,14 +176,11 @@ async def report_command(
     summary = await performance(pool, account, since)
     days = await daily_pnl(pool, account, since)
     report = build_report(account, since, until, summary, days)
+    report["recent"] = await recent_trades(pool, account, since)
     if plot is not None:
-        curve = await equity_curve(pool, account, since)
-        try:
-            write_equity_png(plot, [(p.at, p.equity) for p in curve], since, until)
-        except OSError as exc:
-            raise CommandFailed(f"argument --plot: cannot write {plot}: {exc.strerror}") from None
+        await _plot(pool, plot, account, venue, since, until)
         report["plot"] = str(plot)
     print(to_json(report) if as_json else format_report(report))
     if plot is not None and not as_json:
-        print(f"equity curve written to {plot}")
+        print(f"chart written to {plot}")
     return EXIT_OK

@@ -10,7 +10,11 @@ outcome in time: the daemon is probably not running).
 Before anything is written, the row goes through the daemon's own first check
 (:func:`core.signals.parse_signal`, :func:`core.order_requests.parse_order_request`), so a
 mistake the daemon would reject without market data is an input error here (exit 2, one
-line naming the command-line option) instead of a row that ends ``rejected``.
+line naming the command-line option) instead of a row that ends ``rejected``. Then
+:func:`admit` asks the database which daemon serves the account (``monitoring.daemons``):
+none live, and nothing is queued (exit 2, saying so); else the row goes through the same
+check the daemon runs on every row, core/request_check.py, against that daemon's symbols
+(not this shell's ``TRADER_SYMBOLS``), with the words the daemon would reject it with.
 """
 
 from __future__ import annotations
@@ -18,21 +22,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
 from cli.arguments import InputError, PriceOrPercent
-from cli.connect import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from config.settings import Settings
+from cli.connect import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandFailed
+from cli.numbers import Precision, precisions, shown
 from core.errors import ValidationError
 from core.order_requests import parse_order_request
+from core.request_check import check_command, check_signal
 from core.signals import parse_signal
+from database.daemons import last_daemon, live_daemon, not_served
 from database.repository import FINAL_INTAKE_STATUSES, Repository
-from exchanges.base import InvalidOrder
-from exchanges.paper_markets import BUILTIN_MARKETS, MarketTable, load_markets_file
 
 POLL_INTERVAL_S = 0.1
 POSITION_GRACE_S = 1.0  # the position row reaches the database through the audit writer
@@ -86,61 +90,6 @@ def _checked(
 def _level(row: dict[str, Any], name: str, value: PriceOrPercent | None) -> None:
     if value is not None:
         row[f"{name}_percent" if value.is_percent else f"{name}_price"] = value.value
-
-
-def _compact(name: str) -> str:
-    """``BTC/USDT:USDT`` -> ``BTCUSDT``: the bare id venues give a linear contract."""
-    return name.split(":")[0].replace("/", "").upper()
-
-
-def _among(symbol: str, known: Sequence[str]) -> bool:
-    """Whether ``symbol`` names one of ``known`` (each unified or a bare id), any case."""
-    wanted = symbol.strip().upper()
-    for name in known:
-        unified = "/" in name
-        if name.upper() == wanted:
-            return True
-        if unified and "/" not in wanted and _compact(name) == wanted:
-            return True
-        if not unified and "/" in wanted and name.upper() == _compact(wanted):
-            return True
-    return False
-
-
-def _paper_markets(settings: Settings) -> MarketTable | None:
-    """The paper venue's market table, read from disk (None when its file is broken: the
-    daemon reports that itself at start)."""
-    markets = BUILTIN_MARKETS
-    if settings.paper_markets_file is not None:
-        try:
-            markets = load_markets_file(settings.paper_markets_file)
-        except ValidationError:
-            return None
-    return MarketTable(markets)
-
-
-def check_symbol(symbol: str, settings: Settings) -> None:
-    """Refuse a ``--symbol`` this deployment cannot trade, from local knowledge only (the
-    CLI never calls the exchange): one of ``TRADER_SYMBOLS`` (the markets the feed
-    prices, so stops and triggers can work) and, on the paper venue, one of its markets.
-    Raise :class:`InputError`; the daemon checks again against the venue."""
-    known = settings.symbols
-    table = _paper_markets(settings) if settings.is_paper else None
-    if table is not None:
-        try:
-            market = table.resolve(symbol)
-        except InvalidOrder:
-            listed = ", ".join(sorted(table.markets))
-            raise InputError(
-                "--symbol", f"{symbol!r} is not a market of the paper venue (it lists {listed})"
-            ) from None
-        symbol = market.symbol
-    if not _among(symbol, known):
-        raise InputError(
-            "--symbol",
-            f"{symbol!r} is not among the symbols this daemon trades "
-            f"(TRADER_SYMBOLS={','.join(known)})",
-        )
 
 
 def signal_row(args: argparse.Namespace) -> dict[str, Any]:
@@ -207,6 +156,33 @@ def close_position_payload(args: argparse.Namespace) -> dict[str, Any]:
     return {"position_id": args.position_id}
 
 
+async def admit(
+    pool: asyncpg.Pool, kind: str, fields: Mapping[str, Any], account: str, prog: str
+) -> Mapping[str, Any]:
+    """The live daemon that will run this request, once the request passed the check it
+    runs on every row; raise :class:`CommandFailed` (exit 2) when there is no live daemon
+    (nothing is queued) or the check refuses."""
+    daemon = await live_daemon(pool, account)
+    if daemon is None:
+        why = not_served(account, await last_daemon(pool, account))
+        raise CommandFailed(
+            f"{prog}: no live daemon: {why}; nothing was queued "
+            "(start it with `python main.py run`)",
+            EXIT_USAGE,
+        )
+    symbols = list(daemon["symbols"])
+    options = SIGNAL_OPTIONS if kind == "signal" else ORDER_OPTIONS
+    try:
+        if kind == "signal":
+            check_signal(fields, symbols)
+        else:
+            check_command({"kind": kind, "payload": fields}, symbols)
+    except ValidationError as exc:
+        refusal = InputError(options.get(exc.field, exc.field), exc.rule)
+        raise CommandFailed(f"{prog}: {refusal}", EXIT_USAGE) from None
+    return daemon
+
+
 # -- submitting and waiting -------------------------------------------------------------
 FetchRow = Callable[[], Awaitable[dict[str, Any] | None]]
 
@@ -238,6 +214,7 @@ RESULT_KEYS = (
     "quantity",
     "amount",
     "filled",
+    "requested",
     "entry_price",
     "stop_loss_price",
     "take_profit_price",
@@ -247,11 +224,34 @@ RESULT_KEYS = (
 )
 
 
-def describe(values: Mapping[str, Any]) -> str:
-    """``key=value`` pairs of the non-empty values, the usual keys first."""
+def describe(values: Mapping[str, Any], precision: Precision | None = None) -> str:
+    """``key=value`` pairs of the non-empty values, the usual keys first; numbers plain,
+    prices, amounts and P&L rounded to the market's ``precision`` when known."""
     rank = {k: i for i, k in enumerate(RESULT_KEYS)}
     keys = sorted(values, key=lambda k: (rank.get(k, len(rank)), k))
-    return " ".join(f"{k}={values[k]}" for k in keys if values[k] is not None and values[k] != "")
+    return " ".join(
+        f"{k}={shown(k, values[k], precision)}"
+        for k in keys
+        if values[k] is not None and values[k] != ""
+    )
+
+
+def _precision(markets: Any, values: Mapping[str, Any]) -> Precision | None:
+    symbol = values.get("symbol")
+    return precisions(markets).get(symbol) if isinstance(symbol, str) else None
+
+
+def entry_outcome(result: Mapping[str, Any], precision: Precision | None) -> dict[str, Any]:
+    """A signal's result for the ``done:`` line: ``filled=<filled>/<requested>`` in place
+    of the position's quantity, so a partial entry shows as one."""
+    summary = dict(result)
+    filled, requested = summary.pop("filled", None), summary.pop("requested", None)
+    if filled is not None and requested is not None:
+        summary.pop("quantity", None)
+        summary["filled"] = (
+            f"{shown('filled', filled, precision)}/{shown('requested', requested, precision)}"
+        )
+    return summary
 
 
 def _finished(kind: str, row_id: int, row: Mapping[str, Any] | None, wait_s: float) -> int:
@@ -286,10 +286,16 @@ async def _position_summary(repo: Repository, position_id: int) -> dict[str, Any
 
 
 async def submit_signal(
-    pool: asyncpg.Pool, row: Mapping[str, Any], account: str, wait_s: float | None
+    pool: asyncpg.Pool,
+    row: Mapping[str, Any],
+    account: str,
+    wait_s: float | None,
+    *,
+    markets: Any = None,
 ) -> int:
     """Insert the signal for ``account``, print its id, and with ``wait_s`` wait for and
-    print the outcome."""
+    print the outcome (the entry's final fill of the amount asked for); ``markets``: the
+    serving daemon's precision document, for rounding."""
     repo = Repository(pool)
     signal_id = await repo.insert_signal(**row, account=account)
     print(signal_id, flush=True)
@@ -300,14 +306,26 @@ async def submit_signal(
     if code == EXIT_OK:
         assert outcome is not None
         summary: Mapping[str, Any] = {"position_id": None}
-        if outcome["position_id"] is not None:
-            summary = await _position_summary(repo, int(outcome["position_id"]))
-        print(f"done: {describe(summary)}".rstrip())
+        result = outcome.get("result")
+        if isinstance(result, Mapping) and result:
+            precision = _precision(markets, result)
+            summary = entry_outcome(result, precision)
+        else:  # a daemon that does not write a signal's result: read the position
+            if outcome["position_id"] is not None:
+                summary = await _position_summary(repo, int(outcome["position_id"]))
+            precision = _precision(markets, summary)
+        print(f"done: {describe(summary, precision)}".rstrip())
     return code
 
 
 async def submit_command(
-    pool: asyncpg.Pool, kind: str, payload: Mapping[str, Any], account: str, wait_s: float | None
+    pool: asyncpg.Pool,
+    kind: str,
+    payload: Mapping[str, Any],
+    account: str,
+    wait_s: float | None,
+    *,
+    markets: Any = None,
 ) -> int:
     """Insert the command, print its id, and with ``wait_s`` wait for and print the outcome."""
     repo = Repository(pool)
@@ -320,5 +338,5 @@ async def submit_command(
     if code == EXIT_OK:
         assert outcome is not None
         result = outcome["result"] if isinstance(outcome["result"], Mapping) else {}
-        print(f"done: {describe(result)}".rstrip())
+        print(f"done: {describe(result, _precision(markets, result))}".rstrip())
     return code

@@ -1,11 +1,12 @@
 """The composition root: builds the concrete daemon from settings and runs it.
 
-Start-up order (DESIGN.md section 7): settings (already loaded by the caller), logging,
-database and migrations, the account's single-instance lock, the audit writer (which
-replays its spool first), the venue and the feed, reconciliation with the venue, re-arming
-of emulated orders and trailing state, then the daemon's task group and READY=1.
-Everything opened here is an async context manager on one AsyncExitStack, so shutdown
-closes it in reverse order: feed, venue, audit writer (flushed), lock, database.
+Start-up order (docs/architecture.md, "Data flow"): settings (already loaded by the
+caller), logging, database and migrations, the account's single-instance lock, the audit
+writer (which replays its spool first), the venue and the feed, reconciliation with the
+venue, re-arming of emulated orders and trailing state, then the daemon's task group and
+READY=1. Everything opened here is an async context manager on one AsyncExitStack, so
+shutdown closes it in reverse order: feed, venue, audit writer (flushed), lock,
+database.
 """
 
 from __future__ import annotations
@@ -261,6 +262,7 @@ def install_signals(stop: asyncio.Event) -> None:
 
 async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> int:
     from database.audit import AuditWriter
+    from database.daemons import DaemonRegistry, market_precision
     from database.ids import PositionIdReserve
     from database.intake import IntakeListener
     from database.lock import AccountLock
@@ -300,6 +302,16 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
         await ids.fill()
         stack.push_async_callback(ids.aclose)
         venue = await stack.enter_async_context(open_venue(settings))
+        # What this daemon is, for the CLI to check requests against (database/daemons.py).
+        await stack.enter_async_context(
+            DaemonRegistry(
+                pool,
+                settings.account,
+                venue.name,
+                settings.symbols,
+                market_precision(venue, settings.symbols),
+            )
+        )
         core = build_core(settings, venue, journal, ids, trail=audit)
         # Reconcile before trading: what the database knew, against what the venue holds.
         positions, orders = await load_snapshot(pool, settings.account, venue.name)
@@ -489,6 +501,8 @@ def build_core(
         linked_fills=lifecycle.apply_order_fills,
         trail=trail,
     )
+    # Orders placed for a position (--position) end with it, whatever ends it.
+    apm.on_position_end(orders.end_position_orders)
     reconciler = Reconciler(
         venue,
         executor,
@@ -499,7 +513,9 @@ def build_core(
         account=settings.account,
         symbols=settings.symbols,
     )
-    handler = IntakeHandler(settings.account, apm, lifecycle, orders)
+    handler = IntakeHandler(
+        settings.account, apm, lifecycle, orders, symbols=settings.symbols, book=book
+    )
     return Core(
         executor,
         book,

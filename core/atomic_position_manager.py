@@ -30,7 +30,7 @@ core/position_lifecycle.py; both share the market lock of the PositionBook.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -51,6 +51,7 @@ from core.models import (
     Position,
     PositionStatus,
     Signal,
+    position_end_note,
 )
 from core.money import ZERO, utcnow
 from core.position_book import LivePosition, PositionBook
@@ -133,6 +134,13 @@ class AtomicPositionManager:
         self._cfg = config
         self._last_price = last_price
         self._trail = trail  # no new position while the audit trail cannot be kept
+        # Ends the orders bound to a position that were placed apart from it (manual ones
+        # with --position): set by the wiring to the order manager's, see finish().
+        self._end_bound: Callable[[int, str], Awaitable[None]] | None = None
+
+    def on_position_end(self, hook: Callable[[int, str], Awaitable[None]]) -> None:
+        """Call ``hook(position_id, note)`` whenever a position ends (see finish())."""
+        self._end_bound = hook
 
     # -- public ------------------------------------------------------------------------
     async def open_position_atomic(self, signal: Signal) -> Position:
@@ -169,6 +177,7 @@ class AtomicPositionManager:
                     leverage=self._cfg.leverage,
                     free_balance=free,
                     field=field,
+                    typed=signal.amount if signal.amount is not None else signal.quote_amount,
                 )
             position = Position(
                 id=self._ids.next_position_id(),
@@ -239,12 +248,12 @@ class AtomicPositionManager:
             if found is None:
                 # The venue answered that it has no such order, and no fill of it.
                 live.entry = self._exec.mark_failed(sent, f"not found on venue after: {exc}")
-                return self.finish(live, PositionStatus.FAILED, f"entry not confirmed: {exc}")
+                return await self.finish(live, PositionStatus.FAILED, f"entry not confirmed: {exc}")
             update = found
             if update.order.exchange_order_id is None and not update.fills:
                 unresolved = f"submit unanswered ({exc}) and the order cannot be looked up"
         except ExchangeError as exc:
-            return self.finish(live, PositionStatus.FAILED, f"entry refused: {exc}")
+            return await self.finish(live, PositionStatus.FAILED, f"entry refused: {exc}")
         live.entry = update.order
         self._set(
             live,
@@ -271,7 +280,7 @@ class AtomicPositionManager:
                 return self._unresolved(live, unresolved)
             if not live.entry.status.is_terminal:
                 return live.position  # a resting limit: its fills are protected as they come
-            return self.finish(live, PositionStatus.FAILED, "entry did not fill")
+            return await self.finish(live, PositionStatus.FAILED, "entry did not fill")
         return await self.protect(live)
 
     def _unresolved(self, live: LivePosition, why: str) -> Position:
@@ -379,7 +388,9 @@ class AtomicPositionManager:
         if answer:
             live.entry = self._exec.mark_failed(entry, "not on the venue: the submit never arrived")
             if live.position.quantity == 0:
-                self.finish(live, PositionStatus.FAILED, "entry not confirmed: not on the venue")
+                await self.finish(
+                    live, PositionStatus.FAILED, "entry not confirmed: not on the venue"
+                )
             return None
         if live.position.quantity == 0 and entry.type is OrderType.MARKET:
             await self._adopt_venue_position(live)
@@ -594,7 +605,7 @@ class AtomicPositionManager:
                 # may run for days against a venue that keeps refusing.
                 delay = min(0.5 * 2 ** min(attempt, 30), self._cfg.rollback_backoff_max_s)
                 await asyncio.sleep(delay)
-        return self.finish(live, PositionStatus.ROLLED_BACK, reason)
+        return await self.finish(live, PositionStatus.ROLLED_BACK, reason)
 
     async def _unwind(self, live: LivePosition) -> None:
         """One rollback attempt: cancel the entry if it still works, close what filled."""
@@ -803,8 +814,19 @@ class AtomicPositionManager:
         live.position = live.position.evolve(**changes)
         self._journal.position(live.position, what)
 
-    def finish(self, live: LivePosition, status: PositionStatus, reason: str) -> Position:
-        """Terminal: record the outcome and free the market."""
+    async def finish(self, live: LivePosition, status: PositionStatus, reason: str) -> Position:
+        """Terminal: record the outcome, free the market, and end every order still bound
+        to the position, in this one step, whatever ended it (its stop, its take-profit,
+        a close, a rollback, a failed open, a close found by reconciliation).
+
+        The position's own orders (stop, take-profit, moved stops) have been cancelled
+        by the caller, which accounts for what they filled; anything still live here is
+        cancelled now with the position's exit as the reason. Then the hook ends the
+        manual orders placed with ``--position`` (disarmed if emulated, cancelled on the
+        venue if resting), so none can fire against a flat account or the next position.
+        The market is released first, so a fill such a cancel reveals is recorded as the
+        order's own, not folded into a position that no longer exists."""
+        note = position_end_note(live.id, status, reason)
         self._set(live, status.value, status=status, exit_reason=reason, closed_at=utcnow())
         self._book.release(live)
         if status is not PositionStatus.CLOSED:
@@ -814,4 +836,25 @@ class AtomicPositionManager:
                 severity=Severity.ERROR if status is PositionStatus.FAILED else Severity.WARNING,
                 position_id=live.id,
             )
+        for order in live.live_orders():
+            await self._cancel_leftover(live, order, note)
+        if self._end_bound is not None:
+            await self._end_bound(live.id, note)
         return live.position
+
+    async def _cancel_leftover(self, live: LivePosition, order: Order, note: str) -> None:
+        """Cancel an order of an ended position; its fills are journaled as they are."""
+        try:
+            update = await self._exec.cancel(order, note)
+        except ExchangeError as exc:
+            self._journal.event(
+                "cancel_failed",
+                f"could not cancel an order of the ended position: {exc}",
+                severity=Severity.CRITICAL,
+                position_id=live.id,
+                client_order_id=order.client_order_id,
+            )
+            return
+        live.replace_order(order, update.order)
+        for fill in update.fills:
+            self._journal.fill(update.order, fill)

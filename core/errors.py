@@ -63,13 +63,17 @@ class AuditUnavailable(TraderError):
 def _short(value: object, limit: int = 60) -> str:
     """Render hostile or huge input safely for an error message.
 
-    Numbers read as a person wrote them (``0.01``, not ``Decimal('0.01')``); anything
+    Numbers read as a person wrote them (``0.01``, not ``Decimal('0.01')``; ``1000000``,
+    not ``1E+6``); anything
     else keeps its ``repr``, so a hostile string stays quoted with its control characters
     escaped and cannot pass for part of the message.
     """
     numeric = isinstance(value, int | float | Decimal) and not isinstance(value, bool)
     try:
-        text = str(value) if numeric else repr(value)
+        if isinstance(value, Decimal) and value.is_finite():
+            text = format(value, "f")  # never 1.00E+6 for a 1000000 someone typed
+        else:
+            text = str(value) if numeric else repr(value)
     except ValueError:  # an int beyond Python's digit limit for conversion to text
         text = "<a number too long to show>"
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -112,9 +112,16 @@ class Executor:
         self.journal.order(failed, "failed", order.status)
         return failed
 
-    def _fold(self, order: Order, reply: ExchangeOrder, fills: Sequence[Fill], kind: str) -> Update:
+    def _fold(
+        self,
+        order: Order,
+        reply: ExchangeOrder,
+        fills: Sequence[Fill],
+        kind: str,
+        **detail: object,
+    ) -> Update:
         updated, new_fills = apply_snapshot(order, reply, fills)
-        self._changed(order, updated, kind)
+        self._changed(order, updated, kind, **detail)
         return Update(updated, tuple(new_fills))
 
     async def refresh(self, order: Order) -> Update:
@@ -176,14 +183,19 @@ class Executor:
             await asyncio.sleep(min(delay, max(deadline - loop.time(), 0)))
             delay = min(delay * 2, 0.5)
 
-    async def cancel(self, order: Order) -> Update:
+    async def cancel(self, order: Order, reason: str | None = None) -> Update:
         """Cancel on the venue. An order the venue no longer has is refreshed instead: it
-        may have filled (the caller must then account for the fill)."""
+        may have filled (the caller must then account for the fill).
+
+        ``reason`` (why we cancel: "position 7 closed (take_profit)") is kept on the
+        order (``error_message``) and in the history rows' detail, so ``orders --all``
+        and ``monitoring.order_events`` say why it ended."""
         if order.status.is_terminal:
             return Update(order)
+        detail: dict[str, object] = {} if reason is None else {"reason": reason}
         if order.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
-            cancelling = order.with_status(OrderStatus.CANCELLING)
-            self.journal.order(cancelling, "cancelling", order.status)
+            cancelling = order.with_status(OrderStatus.CANCELLING, error=reason)
+            self.journal.order(cancelling, "cancelling", order.status, detail or None)
         else:
             cancelling = order
         conditional = order.type in CONDITIONAL_TYPES and not order.emulated
@@ -202,14 +214,16 @@ class Executor:
             try:
                 return await self.refresh(cancelling)
             except OrderNotFound:
-                gone = cancelling.with_status(OrderStatus.CANCELLED)
-                self.journal.order(gone, "cancelled", cancelling.status, {"note": "not on venue"})
+                gone = cancelling.with_status(OrderStatus.CANCELLED, error=reason)
+                self.journal.order(
+                    gone, "cancelled", cancelling.status, {"note": "not on venue", **detail}
+                )
                 return Update(gone)
-        update = self._fold(cancelling, reply, (), "cancelled")
+        update = self._fold(cancelling, reply, (), "cancelled", **detail)
         order = update.order
         if not order.status.is_terminal and reply.status is None:
             # Venues often answer a cancel with the id only; the cancel was accepted.
-            done = order.with_status(OrderStatus.CANCELLED)
-            self.journal.order(done, "cancelled", order.status)
+            done = order.with_status(OrderStatus.CANCELLED, error=reason)
+            self.journal.order(done, "cancelled", order.status, detail or None)
             order = done
         return Update(order, update.fills)

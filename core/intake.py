@@ -9,7 +9,8 @@ result, ``rejected`` with a reason naming what to change (bad input, a conflict)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -18,18 +19,27 @@ import structlog
 
 from core.atomic_position_manager import AtomicPositionManager
 from core.errors import AuditUnavailable, PositionConflict, TraderError, ValidationError
-from core.models import Order, Position, PositionStatus
+from core.models import Order, OrderType, Position, PositionStatus
 from core.order_manager import OrderManager
 from core.order_requests import parse_order_request
+from core.position_book import LivePosition, PositionBook
 from core.position_lifecycle import PositionLifecycle
-from core.signals import parse_signal
+from core.request_check import (
+    check_command,
+    check_signal,
+    close_target,
+    order_ref,
+)
 from exchanges.base import ExchangeError
 
 log = structlog.get_logger("intake")
 
 DONE, REJECTED, FAILED = "done", "rejected", "failed"
-COMMAND_KINDS = ("place_order", "cancel_order", "close_position")
 MAX_REASON = 500
+# How long a signal's outcome waits for a market entry that filled only in part to finish
+# (the sync loop folds its later fills in): the outcome states the entry's final size.
+ENTRY_SETTLE_S = 10.0
+SETTLE_POLL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,36 +107,69 @@ class IntakeHandler:
         apm: AtomicPositionManager,
         lifecycle: PositionLifecycle,
         orders: OrderManager,
+        *,
+        symbols: Sequence[str] | None = None,
+        book: PositionBook | None = None,
+        entry_settle_s: float = ENTRY_SETTLE_S,
     ) -> None:
         self._account = account
         self._apm = apm
         self._lifecycle = lifecycle
         self._orders = orders
+        self._symbols = tuple(symbols) if symbols is not None else None
+        self._book = book
+        self._settle_s = entry_settle_s
 
-    async def signal(self, row: Mapping[str, Any]) -> Outcome:
-        """Open a position for a signal row."""
+    def screen(self, kind: str, row: Mapping[str, Any]) -> Outcome | None:
+        """The request's rejection when the shared check (core/request_check.py) refuses
+        it, else None. Pure and cheap: database/intake.py runs it over whole batches."""
         try:
             self._check_account(row)
-            signal = parse_signal(row)
+            if kind == "signal":
+                check_signal(row, self._symbols)
+            else:
+                check_command(row, self._symbols)
+        except TraderError as exc:
+            return _refused(exc)
+        return None
+
+    async def signal(self, row: Mapping[str, Any]) -> Outcome:
+        """Open a position for a signal row; the outcome is written once the entry is
+        final (filled, or ended with a remainder), so it states what was really bought."""
+        try:
+            self._check_account(row)
+            signal = check_signal(row, self._symbols)
             position = await self._apm.open_position_atomic(signal)
         except TraderError as exc:
             return _refused(exc)
+        position, entry = await self._settled(position)
         result = position_result(position)
+        if entry is not None:
+            result.update(requested=str(entry.amount), filled=str(entry.filled))
         if position.status in (PositionStatus.ROLLED_BACK, PositionStatus.FAILED):
             return Outcome(FAILED, position.exit_reason, result, position.id)
         return Outcome(DONE, None, result, position.id)
 
+    async def _settled(self, position: Position) -> tuple[Position, Order | None]:
+        """The position once its market entry stopped filling (bounded by the settle
+        time), and that entry. A resting limit entry is not waited for: it may rest for
+        days, and its fills are protected as they come."""
+        live = self._book.get(position.id) if self._book is not None else None
+        if live is None:
+            return position, None
+        # Polled: the sync loop replaces the entry snapshot in the book, it signals nothing.
+        for _ in range(max(1, int(self._settle_s / SETTLE_POLL_S))):
+            if not self._entry_working(live):
+                break
+            await asyncio.sleep(SETTLE_POLL_S)
+        return live.position, live.entry
+
     async def command(self, row: Mapping[str, Any]) -> Outcome:
         """Place / cancel an order or close a position for a command row."""
-        kind = row.get("kind")
-        payload = row.get("payload")
         try:
             self._check_account(row)
-            if kind not in COMMAND_KINDS:
-                raise ValidationError("kind", f"must be one of {', '.join(COMMAND_KINDS)}", kind)
-            if not isinstance(payload, Mapping):
-                raise ValidationError("payload", "must be a JSON object", payload)
-            return await self._command(str(kind), payload, row.get("id"))
+            check_command(row, self._symbols)
+            return await self._command(str(row["kind"]), row["payload"], row.get("id"))
         except TraderError as exc:
             return _refused(exc)
 
@@ -138,18 +181,22 @@ class IntakeHandler:
             order = await self._orders.place_order(spec)
             return Outcome(DONE, None, order_result(order), order.position_id)
         if kind == "cancel_order":
-            ref = payload.get("order_id") or payload.get("client_order_id")
-            if not isinstance(ref, str) or not ref.strip():
-                raise ValidationError("order_id", "give the order's id or client order id", ref)
-            order = await self._orders.cancel_order(ref.strip())
+            order = await self._orders.cancel_order(order_ref(payload))
             return Outcome(DONE, None, order_result(order), order.position_id)
-        position_id = payload.get("position_id")
-        if isinstance(position_id, bool) or not isinstance(position_id, int):
-            raise ValidationError("position_id", "must be a position id", position_id)
-        reason = payload.get("reason", "manual")
-        reason = reason if isinstance(reason, str) and reason.isprintable() else "manual"
-        position = await self._lifecycle.close_position(position_id, reason[:64])
+        position_id, reason = close_target(payload)
+        position = await self._lifecycle.close_position(position_id, reason)
         return Outcome(DONE, None, position_result(position), position.id)
+
+    def _entry_working(self, live: LivePosition) -> bool:
+        """A market entry of a position still in the book, still filling."""
+        entry = live.entry
+        return (
+            entry is not None
+            and entry.type is OrderType.MARKET
+            and not entry.status.is_terminal
+            and self._book is not None
+            and self._book.get(live.id) is live
+        )
 
     def _check_account(self, row: Mapping[str, Any]) -> None:
         account = row.get("account")

@@ -364,6 +364,12 @@ class PositionStatus(StrEnum):
         return self in (PositionStatus.CLOSED, PositionStatus.ROLLED_BACK, PositionStatus.FAILED)
 
 
+def position_end_note(position_id: int, status: PositionStatus, reason: str) -> str:
+    """Why an order bound to a position was cancelled: the position's exit, in words
+    (``position 7 closed (take_profit)``), kept on the order and in its history."""
+    return f"position {position_id} {status.value} ({reason})"
+
+
 def gross_pnl(side: PositionSide, entry: Decimal, exit_price: Decimal, qty: Decimal) -> Decimal:
     """Long ``(exit - entry) * qty``, short ``(entry - exit) * qty``. No leverage factor, ever."""
     return (exit_price - entry) * qty * side.sign
@@ -371,7 +377,8 @@ def gross_pnl(side: PositionSide, entry: Decimal, exit_price: Decimal, qty: Deci
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """A position on one market. ``quantity`` is what is still open."""
+    """A position on one market. ``quantity`` is what is still open; ``traded_quantity``
+    the largest quantity it ever held, so a closed position (quantity 0) keeps its size."""
 
     id: int
     account: str
@@ -398,11 +405,20 @@ class Position:
     closed_at: datetime | None = None
     updated_at: datetime = field(default_factory=utcnow)
     version: int = 1
+    traded_quantity: Decimal = ZERO
+
+    def __post_init__(self) -> None:
+        if self.quantity > self.traded_quantity:
+            object.__setattr__(self, "traded_quantity", self.quantity)
 
     def evolve(self, **changes: Any) -> Position:
-        """A new snapshot with ``changes`` applied and the version bumped."""
+        """A new snapshot with ``changes`` applied and the version bumped; the traded
+        quantity follows the largest quantity held."""
         changes.setdefault("updated_at", utcnow())
         changes["version"] = self.version + 1
+        quantity = changes.get("quantity")
+        if quantity is not None and quantity > self.traded_quantity:
+            changes["traded_quantity"] = quantity
         return _evolve(self, changes)
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -78,6 +79,9 @@ class OrderManager:
         # sync leaves them alone: it would fold a fetched snapshot into the same fills the
         # call is about to apply, and count them twice.
         self._in_flight: set[str] = set()
+        # Orders whose position ended while a venue call of theirs was in flight: ended
+        # (with this note) as soon as the call returns, if they still rest.
+        self._ending: dict[str, str] = {}
         self._history: deque[Order] = deque(maxlen=HISTORY_SIZE)
         self._seq = 0
         self.latencies_us: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -90,18 +94,15 @@ class OrderManager:
         trail is unavailable; any other raises AuditUnavailable then."""
         if not spec.reduce_only:
             require_trail(self._trail)
-        if spec.position_id is not None and self._positions is not None:
-            linked = self._positions.get(spec.position_id)
-            if linked is None:
-                raise ValidationError(
-                    "position_id", "no open position with this id", spec.position_id
-                )
+        self._require_open(spec.position_id)
         try:
             market = self._adapter.market(spec.symbol)
         except InvalidOrder:
             raise ValidationError(
                 "symbol", "is not a market this venue trades", spec.symbol
             ) from None
+        if spec.position_id is None:
+            spec = self._bind_or_refuse(spec, market.symbol)
         price = self._prices.price(market.symbol)
         if price is None:
             price = (await retry_transient(lambda: self._adapter.fetch_price(market.symbol))).price
@@ -117,6 +118,8 @@ class OrderManager:
             position_side=await self._position_side(market.symbol),
         )
         order = self._new_order(spec, market.symbol)
+        # The checks above awaited the venue: the position may have ended meanwhile.
+        self._require_open(spec.position_id)
         if spec.native:
             return await self._send_native(order)
         # A trailing stop without an activation price trails from now: the current price
@@ -132,6 +135,56 @@ class OrderManager:
         self._remember(order)
         self._journal.order(order, "armed")
         return order
+
+    def _require_open(self, position_id: int | None) -> None:
+        known = self._positions
+        if position_id is not None and known is not None and known.get(position_id) is None:
+            raise ValidationError("position_id", "no open position with this id", position_id)
+
+    def _bind_or_refuse(self, spec: OrderSpec, symbol: str) -> OrderSpec:
+        """An order without ``--position`` on the closing side of a position the daemon
+        holds: reduce-only, it can only reduce that position, so it is bound to it (its
+        fills resize the stop, it ends with the position); otherwise it is refused."""
+        held = self._holder(symbol, spec.side)
+        if held is None:
+            return spec
+        if spec.reduce_only:
+            return replace(spec, position_id=held)
+        raise ValidationError("position_id", self._clash(held, symbol))
+
+    def _holder(self, symbol: str, side: Side) -> int | None:
+        """The daemon's position on ``symbol`` that an order on ``side`` would reduce."""
+        held = self._positions.on_symbol(symbol) if self._positions is not None else None
+        if held is None or side is not held.position.side.exit_side:
+            return None
+        return held.id
+
+    @staticmethod
+    def _clash(position_id: int, symbol: str) -> str:
+        # Futures venues net one position per market (one-way mode): an order not bound
+        # to the position would shrink or flip it behind its bookkeeping, and once flat
+        # the venue cancels its reduce-only stop. It would end unrecorded or unprotected.
+        return (
+            f"would trade against open position {position_id} on {symbol} behind its stop;"
+            f" place it with --position {position_id} to reduce that position"
+        )
+
+    async def _fire_refusal(self, order: Order) -> str | None:
+        """Why a fired emulated order must not be sent: its position has ended, it would
+        trade against a position it is not bound to, or it is reduce-only with nothing
+        to reduce. Only an unbound reduce-only order costs a venue call."""
+        if order.position_id is not None:
+            if self._positions is not None and self._positions.get(order.position_id) is None:
+                return f"position {order.position_id} is no longer open"
+            return None
+        held = self._holder(order.symbol, order.side)
+        if held is not None:
+            return self._clash(held, order.symbol)
+        if order.reduce_only:
+            venue_side = await self._position_side(order.symbol)
+            if venue_side is None or venue_side is order.side:
+                return "reduce-only, and there is no open position on the market to reduce"
+        return None
 
     def _new_order(self, spec: OrderSpec, symbol: str) -> Order:
         self._seq += 1
@@ -169,9 +222,10 @@ class OrderManager:
         self._journal.order(order, "created")
         self._in_flight.add(order.client_order_id)
         try:
-            return await self._send_native_tracked(order)
+            sent = await self._send_native_tracked(order)
         finally:
             self._in_flight.discard(order.client_order_id)
+        return await self._end_if_due(sent)
 
     async def _send_native_tracked(self, order: Order) -> Order:
         try:
@@ -244,12 +298,24 @@ class OrderManager:
         return fired
 
     async def execute(self, order: Order, tick_ns: int | None = None) -> Order:
-        """Send a fired order: a market order, or a limit at its limit price."""
+        """Send a fired order: a market order, or a limit at its limit price. One that
+        must not trade any more (see _fire_refusal) ends CANCELLED with the reason."""
         self._in_flight.add(order.client_order_id)
         try:
-            return await self._execute(order, tick_ns)
+            refusal = await self._fire_refusal(order)
+            if refusal is not None:
+                return self._disarmed(order, refusal)
+            done = await self._execute(order, tick_ns)
         finally:
             self._in_flight.discard(order.client_order_id)
+        return await self._end_if_due(done)
+
+    async def _end_if_due(self, order: Order) -> Order:
+        """An order whose position ended during its venue call: cancel it if it rests."""
+        note = self._ending.pop(order.client_order_id, None)
+        if note is None or order.status.is_terminal:
+            return order
+        return await self._end_one(order, note)
 
     async def _execute(self, order: Order, tick_ns: int | None) -> Order:
         send = (
@@ -397,11 +463,67 @@ class OrderManager:
         count = 0
         for order in orders:
             if order.emulated and order.status is OrderStatus.PENDING:
+                if not self._bound_open(order):
+                    self._disarmed(order, f"position {order.position_id} is no longer open")
+                    continue
                 self._triggers.arm(order)
                 self._remember(order)
                 count += 1
         self._triggers.restore_trailing(states)
         return count
+
+    # -- orders bound to a position --------------------------------------------------
+    async def end_position_orders(self, position_id: int, note: str) -> None:
+        """The position ended (``note`` says how): every live order placed for it ends
+        too, disarmed if emulated and waiting, cancelled on the venue if resting; one
+        with a venue call in flight is ended as soon as the call returns."""
+        for order in [o for o in self._live.values() if o.position_id == position_id]:
+            await self._end_one(order, note)
+
+    async def end_orphans(self) -> None:
+        """Every live order bound to a position that is no longer open (restored after a
+        restart, or one whose cancel failed) ends now, saying so. Run by reconciliation."""
+        for order in [o for o in self._live.values() if not self._bound_open(o)]:
+            await self._end_one(order, f"position {order.position_id} is no longer open")
+
+    def _bound_open(self, order: Order) -> bool:
+        pid = order.position_id
+        return pid is None or self._positions is None or self._positions.get(pid) is not None
+
+    async def _end_one(self, order: Order, note: str) -> Order:
+        if order.client_order_id in self._in_flight:
+            self._ending[order.client_order_id] = note
+            return order
+        if order.emulated and order.status is OrderStatus.PENDING:
+            return self._disarmed(order, note)
+        if order.status not in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+            return order  # TRIGGERED / SUBMITTED: its call is settling; sync_native follows
+        self._in_flight.add(order.client_order_id)
+        try:
+            update = await self._exec.cancel(order, note)
+        except ExchangeError as exc:
+            self._journal.event(
+                "cancel_failed",
+                f"could not cancel an order of an ended position, retrying at the next"
+                f" reconciliation: {exc}",
+                severity=Severity.WARNING,
+                position_id=order.position_id,
+                client_order_id=order.client_order_id,
+            )
+            return order
+        finally:
+            self._in_flight.discard(order.client_order_id)
+        await self._record_fills(update)
+        self._remember(update.order)
+        return update.order
+
+    def _disarmed(self, order: Order, reason: str) -> Order:
+        """An emulated order taken out of the book before it trades, with the reason."""
+        self._triggers.remove(order.client_order_id)
+        cancelled = order.with_status(OrderStatus.CANCELLED, error=reason[:500])
+        self._journal.order(cancelled, "cancelled", order.status, {"reason": reason})
+        self._remember(cancelled)
+        return cancelled
 
     def track(self, order: Order) -> None:
         """Follow an order restored after a restart (native, or emulated and in flight)."""

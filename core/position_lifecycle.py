@@ -27,7 +27,15 @@ from core.atomic_position_manager import AtomicPositionManager
 from core.errors import ValidationError
 from core.execution import Executor, Update
 from core.journal import Journal
-from core.models import Order, OrderPurpose, OrderStatus, Position, PositionStatus, Tick
+from core.models import (
+    Order,
+    OrderPurpose,
+    OrderStatus,
+    Position,
+    PositionStatus,
+    Tick,
+    position_end_note,
+)
 from core.money import utcnow
 from core.position_book import LivePosition, PositionBook
 from core.positions import stop_is_through, stop_target
@@ -166,20 +174,36 @@ class PositionLifecycle:
             if order.side is live.position.side.exit_side:
                 self._apm.record_exit_fills(live, update)
                 if live.position.quantity == 0:
-                    await self._cancel_all(live)
-                    self._apm.finish(live, PositionStatus.CLOSED, "manual_order")
+                    await self._end(live, "manual_order")
                     return True
             else:
                 self._apm.entry_fills(live, update)
-            stop, price = live.stop, live.position.stop_loss_price
-            if (
-                stop is not None
-                and price is not None
-                and not stop.status.is_terminal
-                and stop.amount != live.position.quantity
-            ):
-                await self._move_stop_locked(live, price, "resized")
+            await self._fit_exits(live)
         return True
+
+    async def _fit_exits(self, live: LivePosition) -> None:
+        """The position's size changed (a partial exit, a manual order): its stop and
+        take-profit are resized to what is held. The stop by create-then-cancel (never a
+        moment unprotected), the take-profit after it (two would close too much)."""
+        quantity = live.position.quantity
+        stop, price = live.stop, live.position.stop_loss_price
+        if (
+            stop is not None
+            and price is not None
+            and not stop.status.is_terminal
+            and stop.remaining != quantity
+        ):
+            await self._move_stop_locked(live, price, "resized")
+        if self._book.get(live.id) is not live:
+            return
+        tp = live.take_profit
+        if (
+            tp is not None
+            and tp.trigger_price is not None
+            and not tp.status.is_terminal
+            and tp.remaining != quantity
+        ):
+            await self._resize_take_profit(live, tp.trigger_price)
 
     # -- closing -----------------------------------------------------------------------
     async def close_position(self, position_id: int, reason: str = "manual") -> Position:
@@ -220,17 +244,24 @@ class PositionLifecycle:
                     position_id=live.id,
                 )
                 raise
-        await self._cancel_all(live)
-        return self._apm.finish(live, PositionStatus.CLOSED, reason)
+        return await self._end(live, reason)
 
-    async def _cancel_all(self, live: LivePosition) -> None:
+    async def _end(self, live: LivePosition, reason: str) -> Position:
+        """The position is flat: its other orders go (one-cancels-other), then the close
+        is recorded, which also ends every order bound to it (AtomicPositionManager.finish)."""
+        note = position_end_note(live.id, PositionStatus.CLOSED, reason)
         for order in live.live_orders():
-            await self._cancel(live, order)
+            await self._cancel(live, order, note)
+            if self._book.get(live.id) is not live:
+                break
+        if self._book.get(live.id) is not live:
+            return live.position  # a cancelled order had filled and closed it meanwhile
+        return await self._apm.finish(live, PositionStatus.CLOSED, reason)
 
-    async def _cancel(self, live: LivePosition, order: Order) -> None:
+    async def _cancel(self, live: LivePosition, order: Order, note: str | None = None) -> None:
         """Cancel one order of the position and account for anything it filled."""
         try:
-            update = await self._exec.cancel(order)
+            update = await self._exec.cancel(order, note)
         except ExchangeError as exc:
             self._journal.event(
                 "cancel_failed",
@@ -243,14 +274,10 @@ class PositionLifecycle:
         live.replace_order(order, update.order)
         if update.fills:
             self._apm.record_exit_fills(live, update)
-            if live.position.quantity == 0 and self._book.get(live.id) is live:
+            if note is None and live.position.quantity == 0 and self._book.get(live.id) is live:
                 # The order we were cancelling filled first: it closed the position.
                 reason = _EXIT_REASON.get(order.purpose, "closed_on_venue")
-                for other in live.live_orders():
-                    if other is not update.order:
-                        await self._cancel(live, other)
-                if self._book.get(live.id) is live:
-                    self._apm.finish(live, PositionStatus.CLOSED, reason)
+                await self._end(live, reason)
 
     # -- venue sync --------------------------------------------------------------------
     async def sync(self, position_id: int) -> None:
@@ -323,8 +350,7 @@ class PositionLifecycle:
         if self._book.get(live.id) is not live:
             return  # finished while following the entry (it never reached the venue)
         if exit_by is not None and live.position.quantity == 0:
-            await self._cancel_all(live)
-            self._apm.finish(live, PositionStatus.CLOSED, exit_by)
+            await self._end(live, exit_by)
             return
         if live.position.quantity == 0:
             return
@@ -345,12 +371,10 @@ class PositionLifecycle:
         if live.position.status is PositionStatus.ACTIVE:
             if stop is None or (stop.status.is_terminal and stop.status is not OrderStatus.FILLED):
                 await self._replace_lost_stop(live)
-            elif (
-                not stop.status.is_terminal
-                and stop.amount < live.position.quantity
-                and live.position.stop_loss_price is not None
-            ):
-                await self._move_stop_locked(live, live.position.stop_loss_price, "resized")
+            else:
+                # One-cancels-other, partly: a partial fill of the stop or take-profit
+                # (or a grown entry) leaves the others fitted to what is still held.
+                await self._fit_exits(live)
 
     async def _refresh(self, live: LivePosition, order: Order) -> Update | None:
         try:
@@ -420,7 +444,7 @@ class PositionLifecycle:
         old = live.take_profit
         quantity = live.position.quantity
         if old is not None and not old.status.is_terminal:
-            if old.amount == quantity and old.trigger_price == trigger:
+            if old.remaining == quantity and old.trigger_price == trigger:
                 return
             await self._cancel(live, old)
             if self._book.get(live.id) is not live:

@@ -141,6 +141,9 @@ class Reconciler:
                     severity=Severity.WARNING,
                     position_id=live.id,
                 )
+        # Orders bound to a position that is no longer open (restored after a restart,
+        # or a cancel that failed when it ended) are ended now, never re-armed or left.
+        await self._orders.end_orphans()
         await self._sweep()
 
     async def _position(self, live: LivePosition) -> None:
@@ -168,8 +171,7 @@ class Reconciler:
                 if live.entry is not None and not live.entry.status.is_terminal:
                     return  # a limit entry still resting, nothing filled: nothing to protect
                 # Cancelled or expired without a fill: no position exists (failure mode 15).
-                await self._cancel_leftovers(live)
-                self._apm.finish(live, PositionStatus.FAILED, "entry never filled")
+                await self._apm.finish(live, PositionStatus.FAILED, "entry never filled")
             else:
                 await self._closed_on_venue(live)
 
@@ -204,7 +206,6 @@ class Reconciler:
         await self._apm.learn_exits(live)
         if live.position.quantity == 0:
             self._flat_seen.pop(live.id, None)
-            await self._cancel_leftovers(live)
             self._journal.event(
                 "closed_elsewhere",
                 f"the venue closed this position outside the daemon at {live.position.exit_price};"
@@ -212,12 +213,11 @@ class Reconciler:
                 severity=Severity.WARNING,
                 position_id=live.id,
             )
-            self._apm.finish(live, PositionStatus.CLOSED, "closed_on_venue")
+            await self._apm.finish(live, PositionStatus.CLOSED, "closed_on_venue")
             return True
         if not self._flat_for_long(live):
             return False
         self._flat_seen.pop(live.id, None)
-        await self._cancel_leftovers(live)
         self._journal.event(
             "closed_elsewhere",
             f"the venue closed this position outside the daemon and no execution of it can"
@@ -227,7 +227,7 @@ class Reconciler:
             position_id=live.id,
             quantity=live.position.quantity,
         )
-        self._apm.finish(live, PositionStatus.CLOSED, "closed_on_venue")
+        await self._apm.finish(live, PositionStatus.CLOSED, "closed_on_venue")
         return True
 
     async def _venue_position(self, live: LivePosition) -> Decimal:
@@ -332,31 +332,16 @@ class Reconciler:
                         fill.price, qty, fill.fee
                     )
                     self._journal.fill(exit_order, fill, realized_pnl=realized)
-        await self._cancel_leftovers(live)
         self._journal.event(
             "closed_on_venue", f"position found closed on the venue ({reason})", position_id=live.id
         )
-        self._apm.finish(live, PositionStatus.CLOSED, reason)
+        await self._apm.finish(live, PositionStatus.CLOSED, reason)
 
     async def _finish_close(self, live: LivePosition, held: Decimal) -> None:
         if held > 0:
             live.position = live.position.evolve(quantity=held)
             await self._apm.flatten(live, OrderPurpose.EXIT)
-        await self._cancel_leftovers(live)
-        self._apm.finish(live, PositionStatus.CLOSED, live.position.exit_reason or "manual")
-
-    async def _cancel_leftovers(self, live: LivePosition) -> None:
-        for order in live.live_orders():
-            try:
-                live.replace_order(order, (await self._exec.cancel(order)).order)
-            except ExchangeError as exc:
-                self._journal.event(
-                    "cancel_failed",
-                    f"could not cancel a leftover order: {exc}",
-                    severity=Severity.WARNING,
-                    position_id=live.id,
-                    client_order_id=order.client_order_id,
-                )
+        await self._apm.finish(live, PositionStatus.CLOSED, live.position.exit_reason or "manual")
 
     # -- the venue sweep ---------------------------------------------------------------
     async def _sweep(self) -> None:

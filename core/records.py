@@ -175,6 +175,7 @@ def position_record(position: Position) -> AuditRecord:
             "symbol": position.symbol,
             "side": position.side.value,
             "quantity": position.quantity,
+            "traded_quantity": position.traded_quantity,
             "entry_price": position.entry_price,
             "current_price": position.current_price,
             "stop_loss_price": position.stop_loss_price,

@@ -98,6 +98,7 @@ def position_from_row(row: Mapping[str, Any]) -> Position:
         side=PositionSide(row["side"]),
         status=PositionStatus(row["status"]),
         quantity=_dec(row.get("quantity")) or ZERO,
+        traded_quantity=_dec(row.get("traded_quantity")) or ZERO,
         entry_price=_dec(row.get("entry_price")),
         current_price=_dec(row.get("current_price")),
         stop_loss_price=_dec(row.get("stop_loss_price")),

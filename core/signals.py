@@ -95,14 +95,20 @@ def entry_amount(signal: Signal, market: Market, reference_price: Decimal) -> De
         raw = signal.quote_amount / reference_price
     amount = floor_to_step(raw, market.amount_step)
     field = "amount" if signal.amount is not None else "quote_amount"
+    typed = signal.amount if signal.amount is not None else signal.quote_amount
     if amount <= 0 or amount < market.min_amount:
         raise ValidationError(
-            field, f"is below the market minimum of {market.min_amount} {market.base}", raw
+            field,
+            f"buys {amount} {market.base}, below the market minimum of "
+            f"{market.min_amount} {market.base}",
+            typed,  # what the user typed, not the base amount derived from it
         )
     notional = amount * reference_price
     if market.min_cost and notional < market.min_cost:
         raise ValidationError(
-            field, f"notional {notional:.2f} is below the market minimum of {market.min_cost}", raw
+            field,
+            f"notional {notional:.2f} is below the market minimum of {market.min_cost}",
+            typed,
         )
     return amount
 
@@ -115,11 +121,14 @@ def check_margin(
     leverage: Decimal,
     free_balance: Decimal,
     field: str = "amount",
+    typed: Decimal | None = None,
 ) -> None:
     """The entry's initial margin (notional / leverage) must fit in the free balance.
 
     Checked before anything is sent: an entry the venue would refuse for size is a bad
-    request, rejected with the numbers, not a failed open with an order on record.
+    request, rejected with the numbers, not a failed open with an order on record. The
+    refusal quotes ``typed`` (what the user gave: a quote amount is not the base amount
+    derived from it) when given.
     """
     margin = amount * reference_price * market.contract_size / leverage
     if margin > free_balance:
@@ -127,7 +136,7 @@ def check_margin(
             field,
             f"needs {margin:.2f} {market.quote} of margin at {leverage}x leverage, "
             f"{free_balance:.2f} is free",
-            amount,
+            typed if typed is not None else amount,
         )
 
 

@@ -3,9 +3,11 @@
 A dedicated connection LISTENs on ``trader_intake`` (the tables' insert trigger NOTIFYs
 it); a slow poll backs it up, so a notification lost while the database was away delays a
 request by seconds, never forever. Rows are claimed one at a time, oldest first across
-both tables, with ``FOR UPDATE SKIP LOCKED``, handled, and their outcome written back. Only
-the row in hand is ever ``processing``, so a crash interrupts that one request and no
-other (:meth:`IntakeListener.recover_interrupted`). The outcome write is shielded from
+both tables, with ``FOR UPDATE SKIP LOCKED`` — except that close and cancel commands go
+first, and rows the shared check refuses are rejected a batch at a time
+(database/intake_queue.py) — handled, and their outcome written back. Only the row in
+hand is ever ``processing``, so a crash interrupts that one request and no other
+(:meth:`IntakeListener.recover_interrupted`). The outcome write is shielded from
 cancellation and retried until the database takes it: a request that acted must say so.
 
 Stopping is cooperative: :meth:`IntakeListener.stop` lets the request in hand finish (an
@@ -23,6 +25,8 @@ import asyncpg
 import structlog
 
 from core.intake import DONE, FAILED, IntakeHandler, Outcome
+from database.daemons import UnservedWatch
+from database.intake_queue import claim
 from database.pool import DB_ERRORS, is_unavailable
 from database.repository import Repository
 
@@ -48,6 +52,7 @@ class IntakeListener:
         self._poll_s = poll_interval_s
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._unserved = UnservedWatch(pool)
         self.handled = 0
 
     def stop(self) -> None:
@@ -76,6 +81,7 @@ class IntakeListener:
             while not self._stopping.is_set():
                 try:
                     worked = await self._drain_once()
+                    await self._unserved.check()
                 except DB_ERRORS as exc:
                     if not is_unavailable(exc) and not isinstance(exc, OSError):
                         log.error("intake_error", error=repr(exc))
@@ -94,10 +100,18 @@ class IntakeListener:
         True if there was anything."""
         worked = False
         while not self._stopping.is_set():
-            claimed = await self._repo.claim_next_request(self._account)
-            if claimed is None:
+            async with self._pool.acquire() as conn:
+                work = await claim(conn, self._account, self._handler.screen)
+            for kind, row_id, reason in work.rejected:
+                # Refused by the shared check: the same words the handler would write.
+                log.warning(f"{kind}_rejected", reason=reason, **{f"{kind}_id": row_id})
+            self.handled += len(work.rejected)
+            worked = worked or bool(work.rejected)
+            if work.taken is None:
+                if work.rejected:
+                    continue
                 break
-            kind, row = claimed
+            kind, row = work.taken
             outcome = await self._handle(kind, row)
             await asyncio.shield(self._record(kind, row["id"], outcome))
             self.handled += 1
@@ -127,7 +141,11 @@ class IntakeListener:
             try:
                 if kind == "signal":
                     await self._repo.finish_signal(
-                        row_id, outcome.status, outcome.reason, outcome.position_id
+                        row_id,
+                        outcome.status,
+                        outcome.reason,
+                        outcome.position_id,
+                        dict(outcome.result),
                     )
                 else:
                     result = dict(outcome.result)

@@ -55,22 +55,46 @@ GROUP BY 1
 ORDER BY 1
 """
 
-EQUITY_SQL = """
-SELECT closed_at, realized_pnl
+FINISHED_SQL = """
+SELECT opened_at, closed_at, realized_pnl, symbol
 FROM monitoring.positions
 WHERE account = $1 AND status = ANY($3::text[]) AND closed_at IS NOT NULL
   AND ($2::timestamptz IS NULL OR closed_at >= $2)
 ORDER BY closed_at, id
 """
 
+# Open P&L is net of the entry fees already paid on the open quantity, so that realised
+# plus open is what the account would hold if everything were closed at the last price
+# (less the exit fees): realised P&L carries its entry fees too.
+OPEN_PNL_SQL = """
+SELECT count(*)                                        AS positions,
+       coalesce(sum(unrealized_pnl - open_entry_fees), 0) AS pnl,
+       max(updated_at)                                 AS at,
+       array_agg(DISTINCT symbol)                      AS symbols
+FROM monitoring.positions
+WHERE account = $1 AND status <> ALL($2::text[]) AND quantity > 0
+"""
+
 
 @dataclass(frozen=True, slots=True)
-class EquityPoint:
-    """The cumulative realised P&L right after a position finished."""
+class FinishedTrade:
+    """A finished position as the equity chart needs it: when it opened and closed, what
+    it realised (net of fees), and its market."""
 
-    at: datetime
+    opened_at: datetime
+    closed_at: datetime
     pnl: Decimal
-    equity: Decimal
+    symbol: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPnl:
+    """The open positions' P&L at the last price sample (``at``), net of entry fees."""
+
+    positions: int
+    pnl: Decimal
+    at: datetime | None
+    symbols: tuple[str, ...]
 
 
 async def performance(pool: asyncpg.Pool, account: str, since: datetime | None) -> dict[str, Any]:
@@ -98,17 +122,22 @@ async def daily_pnl(
     return days
 
 
-async def equity_curve(
+async def finished_trades(
     pool: asyncpg.Pool, account: str, since: datetime | None
-) -> list[EquityPoint]:
-    """Cumulative realised P&L after each finished position, in closing order."""
-    rows = await pool.fetch(EQUITY_SQL, account, since, list(FINISHED_STATUSES))
-    equity = Decimal(0)
-    points: list[EquityPoint] = []
-    for row in rows:
-        equity += row["realized_pnl"]
-        points.append(EquityPoint(row["closed_at"], row["realized_pnl"], equity))
-    return points
+) -> list[FinishedTrade]:
+    """``account``'s positions finished since ``since`` (all when None), in closing order:
+    the same set, in the same order, as the performance figures' equity curve."""
+    rows = await pool.fetch(FINISHED_SQL, account, since, list(FINISHED_STATUSES))
+    return [
+        FinishedTrade(r["opened_at"], r["closed_at"], r["realized_pnl"], r["symbol"]) for r in rows
+    ]
+
+
+async def open_pnl(pool: asyncpg.Pool, account: str) -> OpenPnl:
+    """The P&L of ``account``'s open positions now (as of their last sample)."""
+    row = await pool.fetchrow(OPEN_PNL_SQL, account, list(TERMINAL_POSITION_STATUSES))
+    symbols = tuple(s for s in (row["symbols"] or ()) if s is not None)
+    return OpenPnl(row["positions"], row["pnl"], row["at"], symbols)
 
 
 async def list_positions(
@@ -156,3 +185,31 @@ async def applied_migrations(pool: asyncpg.Pool) -> dict[str, str]:
         return {}
     rows = await pool.fetch("SELECT name, checksum FROM monitoring.schema_migrations")
     return {r["name"]: r["checksum"] for r in rows}
+
+
+RECENT_SQL = """
+SELECT id, symbol, side, status, traded_quantity, entry_price, exit_price, realized_pnl,
+       fees, exit_reason, closed_at
+FROM monitoring.positions
+WHERE account = $1 AND status = ANY($3::text[]) AND closed_at IS NOT NULL
+  AND ($2::timestamptz IS NULL OR closed_at >= $2)
+ORDER BY closed_at DESC, id DESC
+LIMIT $4
+"""
+
+_HUNDRED = Decimal(100)
+
+
+async def recent_trades(
+    pool: asyncpg.Pool, account: str, since: datetime | None, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The newest finished positions since ``since``, newest first, with the size they
+    traded and their return: realised P&L (fees included) over the entry notional."""
+    rows = await pool.fetch(RECENT_SQL, account, since, list(FINISHED_STATUSES), limit)
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        trade = dict(row)
+        notional = (row["entry_price"] or 0) * row["traded_quantity"]
+        trade["return_pct"] = row["realized_pnl"] / notional * _HUNDRED if notional else None
+        out.append(trade)
+    return out

@@ -128,7 +128,7 @@ TABLES: Mapping[RecordKind, TableSpec] = {
             """id signal_id account exchange symbol side quantity entry_price current_price
             stop_loss_price take_profit_price status exchange_order_id realized_pnl
             unrealized_pnl fees open_entry_fees high_water_mark low_water_mark max_drawdown
-            exit_price exit_reason opened_at closed_at updated_at version""",
+            exit_price exit_reason opened_at closed_at updated_at version traded_quantity""",
             ("id",),
             versioned=True,
         ),
@@ -507,19 +507,21 @@ class Repository:
         status: str,
         reason: str | None = None,
         position_id: int | None = None,
+        result: Mapping[str, Any] | None = None,
     ) -> bool:
         """Record the outcome of a claimed signal. False if it was not ``processing``."""
         _check_final(status)
-        result = await self.pool.execute(
+        outcome = await self.pool.execute(
             "UPDATE monitoring.signals SET status = $2, reason = $3, "
-            "position_id = coalesce($4, position_id), processed_at = now() "
-            "WHERE id = $1 AND status = 'processing'",
+            "position_id = coalesce($4, position_id), result = $5::text::jsonb, "
+            "processed_at = now() WHERE id = $1 AND status = 'processing'",
             signal_id,
             status,
             reason,
             position_id,
+            None if not result else dumps_json(dict(result)),
         )
-        return _status_count(result) == 1
+        return _status_count(outcome) == 1
 
     async def finish_command(
         self,

@@ -17,12 +17,14 @@ closes of a round name the positions the previous rounds opened).
 About 5 % of the requests are valid: small market signals on BTC / ETH, closes of the
 positions that are open, far-away emulated limit orders and cancels of them. A valid
 signal for a market that already holds a position is a legitimate refusal ("already
-open"), counted apart. Everything else is hostile: NaN / infinite / negative / zero /
-tiny / huge numbers, unknown, spot, empty, over-long and SQL-looking symbols, stops and
-take-profits on the wrong side, contradictory sizes, limit entries without a price,
-payloads that are not objects or are broken JSON, unknown kinds, bad ids. A row that the
-tables' types or CHECK constraints refuse is refused at the door (counted, inserted in
-its own savepoint), as is a CLI call that exits 2 on its arguments.
+open"), counted apart, as is a limit order on the closing side of an open position that
+is not bound to it ("would trade against open position": it would net against it).
+Everything else is hostile: NaN / infinite / negative / zero / tiny / huge numbers,
+unknown, spot, empty, over-long and SQL-looking symbols, stops and take-profits on the
+wrong side, contradictory sizes, limit entries without a price, payloads that are not
+objects or are broken JSON, unknown kinds, bad ids. A row that the tables' types or
+CHECK constraints refuse is refused at the door (counted, inserted in its own
+savepoint), as is a CLI call that exits 2 on its arguments.
 
 Proved: every hostile row ends ``rejected`` or ``failed`` with a reason that is not
 "internal error"; every valid one ends ``done`` (or the legitimate conflict); no hostile
@@ -324,6 +326,12 @@ def judge(req: Request) -> str | None:
             return f"{req.what}_done"
         if req.what == "valid_signal" and status == "rejected" and "already open" in (reason or ""):
             return "valid_signal_conflict"
+        if (
+            req.what == "valid_order"
+            and status == "rejected"
+            and "would trade against open position" in (reason or "")
+        ):
+            return "valid_order_conflict"  # closing side of a position, not bound to it
         return f"BAD valid {req.what} ended {status}: {reason!r} ({req.body!r})"
     if status not in ("rejected", "failed"):
         return f"BAD hostile request ended {status}: {req.body!r}"

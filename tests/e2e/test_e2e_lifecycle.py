@@ -82,7 +82,7 @@ def test_signal_inserted_while_the_daemon_is_down_is_processed_after_start(
     trader: Trader,
 ) -> None:
     """A signal row written with plain SQL while no daemon runs is taken at start-up; a
-    waiting CLI call without a daemon exits 2 saying so."""
+    CLI request without a live daemon exits 2 at once saying so, and queues nothing."""
     unmigrated = trader.cli("positions")
     assert (1, "the monitoring schema is missing") == (
         unmigrated.returncode,
@@ -94,10 +94,14 @@ def test_signal_inserted_while_the_daemon_is_down_is_processed_after_start(
         "VALUES ($1, 'short', 0.02) RETURNING id",
         BTC,
     )
-    waited = trader.cli("close", "999", "--wait", "0.3")
+    waited = trader.cli("close", "999", "--wait", "30")
     assert 2 == waited.returncode
-    assert "the daemon is probably not running" in waited.stderr
+    assert (
+        "main.py close: no live daemon: no daemon has ever served account 'main'; "
+        "nothing was queued"
+    ) in waited.stderr
     assert 1 == len(waited.stderr.strip().splitlines())
+    assert 0 == trader.db.fetchval("SELECT count(*) FROM monitoring.commands")
     assert "new" == trader.db.fetchval(
         "SELECT status FROM monitoring.signals WHERE id = $1", signal_id
     )

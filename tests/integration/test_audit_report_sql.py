@@ -26,8 +26,39 @@ from tests.integration.audit_helpers import T0
 REPORT = Path(__file__).resolve().parents[2] / "ORDERS_TRADES_AUDIT_REPORT.md"
 
 
+def psql_variables(text: str) -> dict[str, str]:
+    """The ``\\set name value`` lines of the report's psql blocks."""
+    blocks = re.findall(r"```psql\n(.*?)```", text, flags=re.DOTALL)
+    return dict(re.findall(r"^\\set (\w+) (\S+)$", "".join(blocks), flags=re.MULTILINE))
+
+
+def substituted(sql: str, variables: dict[str, str]) -> str:
+    """``sql`` with psql's ``:'name'`` (a quoted literal) and ``:name`` (as is) replaced, as
+    psql does with the report's variables."""
+    for name, value in variables.items():
+        literal = "'" + value.replace("'", "''") + "'"
+        sql = sql.replace(f":'{name}'", literal)
+        sql = re.sub(rf"(?<![:\w]):{name}\b", value, sql)
+    return sql
+
+
 def report_queries() -> list[str]:
-    return re.findall(r"```sql\n(.*?)```", REPORT.read_text(), flags=re.DOTALL)
+    """The report's ```sql blocks, run as psql would after the report's ``\\set`` lines;
+    the first block (finding a position) is not one of the seeded questions."""
+    text = REPORT.read_text()
+    variables = psql_variables(text)
+    queries = re.findall(r"```sql\n(.*?)```", text, flags=re.DOTALL)
+    return [substituted(q, variables) for q in queries[1:]]
+
+
+def test_report_names_the_position_with_psql_variables() -> None:
+    """The per-position queries use :pid / :'cid', set once by \\set lines shown in the
+    report, so a reader points them at their own position."""
+    text = REPORT.read_text()
+    assert {"pid": "55", "cid": "td-main-p55-en-1"} == psql_variables(text)
+    raw = re.findall(r"```sql\n(.*?)```", text, flags=re.DOTALL)
+    assert sum(":pid" in q for q in raw) >= 3 and any(":'cid'" in q for q in raw)
+    assert not any("= 55" in q or "p55" in q for q in raw)
 
 
 async def seed(pool: asyncpg.Pool) -> None:
@@ -94,6 +125,7 @@ async def test_every_report_query_runs(pool: asyncpg.Pool) -> None:
     assert len(queries) >= 12
     for sql in queries:
         await pool.fetch(sql)
+    await pool.fetch(re.findall(r"```sql\n(.*?)```", REPORT.read_text(), flags=re.DOTALL)[0])
 
 
 async def test_report_queries_answer_the_questions(pool: asyncpg.Pool) -> None:

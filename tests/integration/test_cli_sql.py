@@ -13,15 +13,19 @@ import asyncpg
 import pytest
 
 from cli.check import run_checks
+from cli.connect import CommandFailed
+from cli.equity_chart import build_equity_chart
 from cli.report import report_command
 from cli.requests import submit_command, submit_signal
 from config.settings import load_settings
 from database.migrate import EARLIER_CHECKSUMS, discover
 from database.reports import (
+    OpenPnl,
     daily_pnl,
-    equity_curve,
+    finished_trades,
     list_orders,
     list_positions,
+    open_pnl,
     performance,
 )
 from database.repository import Repository
@@ -130,31 +134,91 @@ async def test_daily_pnl_matches_the_view_and_accumulates(pool: asyncpg.Pool) ->
     assert Decimal("17.5") == recent[-1]["cumulative_pnl"]
 
 
-async def test_equity_curve_is_cumulative_in_closing_order(pool: asyncpg.Pool) -> None:
-    """Each point is the realised total right after a position finished."""
+async def test_finished_trades_are_the_performance_figures_trades(pool: asyncpg.Pool) -> None:
+    """The chart's trades are the account's finished positions in closing order, and the
+    chart built from them has the performance figures' total, win rate and drawdown, all
+    time and over a window."""
     await history(pool)
-    curve = await equity_curve(pool, "main", None)
-    assert [Decimal(v) for v in ("40", "15", "5", "35", "32.5")] == [p.equity for p in curve]
-    assert [p.at for p in curve] == sorted(p.at for p in curve)
+    trades = await finished_trades(pool, "main", None)
+    assert [Decimal(v) for v in ("40", "-25", "-10", "30", "-2.5")] == [t.pnl for t in trades]
+    assert [t.closed_at for t in trades] == sorted(t.closed_at for t in trades)
+    assert all(t.opened_at == t.closed_at - timedelta(hours=1) for t in trades)
+    for since in (None, NOW - timedelta(days=3)):
+        window = await finished_trades(pool, "main", since)
+        chart = build_equity_chart(
+            window, None, account="main", venue="paper", period="p", since=since, until=NOW
+        )
+        figures = await performance(pool, "main", since)
+        assert (figures["total_pnl"], figures["max_drawdown"], figures["win_rate"]) == (
+            chart.total_pnl,
+            chart.max_drawdown,
+            None if chart.win_rate is None else chart.win_rate.quantize(Decimal("0.0001")),
+        )
+    assert [Decimal(v) for v in ("0", "40", "15", "5", "35", "32.5")] == list(
+        build_equity_chart(
+            trades, None, account="main", venue="paper", period="p", since=None, until=NOW
+        ).equity
+    )
 
 
-async def test_report_json_and_plot(
-    pool: asyncpg.Pool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+async def test_open_pnl_sums_the_accounts_open_positions_net_of_entry_fees(
+    pool: asyncpg.Pool,
 ) -> None:
-    """report --json --plot prints the figures as JSON (Decimals as strings) and writes a
-    PNG."""
+    """Open P&L is unrealised P&L less the entry fees still carried, over the account's
+    open positions holding a quantity, as of their latest sample; none open: zero."""
+    assert OpenPnl(0, Decimal(0), None, ()) == await open_pnl(pool, "main")
     await history(pool)
-    png = tmp_path / "equity.png"
-    code = await report_command(pool, "main", window=timedelta(days=7), as_json=True, plot=png)
+    sampled = NOW - timedelta(seconds=5)
+    await pool.execute(
+        "UPDATE monitoring.positions SET quantity = 1, unrealized_pnl = 12, "
+        "open_entry_fees = 0.5, updated_at = $1 WHERE status = 'active'",
+        sampled,
+    )
+    await add_position(pool, pnl="0", closed_ago=None, status="active", account="other")
+    await pool.execute(
+        "UPDATE monitoring.positions SET quantity = 2, unrealized_pnl = 100 "
+        "WHERE account = 'other' AND status = 'active'"
+    )
+    await add_position(pool, pnl="0", closed_ago=None, status="pending_entry", symbol=BTC)
+    assert OpenPnl(1, Decimal("11.5"), sampled, (ETH,)) == await open_pnl(pool, "main")
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+async def test_report_json_and_plot(
+    pool: asyncpg.Pool, tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    """report --json --plot prints the figures as JSON (Decimals as strings) and writes the
+    chart in the format of the file's extension."""
+    await history(pool)
+    path = tmp_path / f"equity{suffix}"
+    code = await report_command(
+        pool, "main", venue="paper", window=timedelta(days=7), as_json=True, plot=path
+    )
     report = json.loads(capsys.readouterr().out)
     assert 0 == code
-    assert (3, "17.5", "1.5", str(png)) == (
+    assert (3, "17.5", "1.5", str(path)) == (
         report["trades"],
         report["total_pnl"],
         report["fees"],
         report["plot"],
     )
-    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    head = path.read_bytes()[:200]
+    if suffix == ".png":
+        assert head.startswith(b"\x89PNG\r\n\x1a\n")
+    else:
+        assert b"<svg" in head
+
+
+async def test_report_plot_to_an_unwritable_place_is_one_line(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A --plot file that cannot be written fails the command with one line naming it."""
+    await history(pool)
+    path = tmp_path / "missing-dir" / "equity.png"
+    with pytest.raises(CommandFailed) as failed:
+        await report_command(pool, "main", venue="paper", window=None, as_json=True, plot=path)
+    assert str(failed.value).startswith(f"argument --plot: cannot write {path}: ")
+    assert "\n" not in str(failed.value)
 
 
 async def test_listings_filter_by_account_and_status(pool: asyncpg.Pool) -> None:
@@ -257,9 +321,12 @@ async def test_command_request_prints_the_result(
     assert "done: client_order_id=td-main-r1-mo-1 status=PENDING" == out[1]
 
 
-async def test_check_passes_on_a_migrated_database(migrated_url: str, tmp_path: Path) -> None:
-    """Settings, database, migrations, audit trail and the paper venue: all fine, no
-    problem lines."""
+async def test_check_passes_on_a_migrated_database(
+    migrated_url: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Settings, database, migrations, audit trail, the paper venue, no request waiting:
+    all fine, no problem lines (no daemon live is not a problem: check runs before a start
+    too)."""
     settings = load_settings(database_url=migrated_url, state_dir=tmp_path)
     findings = await run_checks(settings)
     assert [] == findings.problems
@@ -269,6 +336,8 @@ async def test_check_passes_on_a_migrated_database(migrated_url: str, tmp_path: 
         f"migrations: {len(discover())} applied",
         "audit: trail kept, no dead letters",
         "exchange: paper venue (simulated)",
+        "daemon: none live for account 'main'",
+        "intake: no request waits without a live daemon",
     ] == findings.ok
 
 
@@ -292,6 +361,22 @@ async def test_check_accepts_an_earlier_wording_and_names_a_changed_migration(
         await conn.close()
     assert [] == accepted.problems
     assert ["migrations: changed after being applied: 0001_monitoring.sql"] == refused.problems
+
+
+async def test_check_lists_requests_no_live_daemon_takes(
+    migrated_url: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A signal for an account no daemon ever served is a problem line naming it and why."""
+    signal_id = await pool.fetchval(
+        "INSERT INTO monitoring.signals (account, symbol, side, amount) "
+        "VALUES ('someoneelse', 'BTC/USDT:USDT', 'long', 1) RETURNING id"
+    )
+    settings = load_settings(database_url=migrated_url, state_dir=tmp_path)
+    findings = await run_checks(settings)
+    assert [
+        "intake: 1 request(s) wait with no live daemon to take them (monitoring.waiting_requests)",
+        f"intake: signal {signal_id} for 'someoneelse': no daemon has ever served this account",
+    ] == findings.problems
 
 
 async def test_check_reports_each_problem_on_one_line_without_secrets(tmp_path: Path) -> None:

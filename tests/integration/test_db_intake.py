@@ -124,6 +124,10 @@ class ScriptedHandler:
         self.started = asyncio.Event()
         self.seen: list[tuple[str, int]] = []
 
+    def screen(self, kind: str, row: Mapping[str, Any]) -> Outcome | None:
+        """Every row passes the shared check: the script decides each outcome."""
+        return None
+
     async def _answer(self, kind: str, row: Mapping[str, Any]) -> Outcome:
         self.seen.append((kind, row["id"]))
         self.started.set()
@@ -166,8 +170,9 @@ async def test_claim_next_takes_one_request_oldest_first_across_both_queues(
 async def test_a_crash_mid_request_interrupts_only_the_request_in_hand(
     pool: asyncpg.Pool,
 ) -> None:
-    """The daemon dies while handling the first of six requests: only that one was
-    processing, so a restart marks one failed and leaves five to run."""
+    """The daemon dies while handling the first of six requests (a close: risk-reducing
+    commands are claimed first): only that one was processing, so a restart marks one
+    failed and leaves five to run."""
     repo = Repository(pool)
     signals = await _insert_signals(repo, 4)
     commands = [
@@ -180,14 +185,12 @@ async def test_a_crash_mid_request_interrupts_only_the_request_in_hand(
     running.cancel()  # the crash
     with contextlib.suppress(asyncio.CancelledError):
         await running
-    assert [("signal", signals[0])] == handler.seen
+    assert [("command", commands[0])] == handler.seen
     interrupted = await _listener(pool, ScriptedHandler()).recover_interrupted()
     assert 1 == interrupted
-    assert [(signals[0], "failed")] + [(i, "new") for i in signals[1:]] == await _statuses(
-        pool, "signals"
-    )
-    assert [(i, "new") for i in commands] == await _statuses(pool, "commands")
-    row = await repo.get_signal(signals[0])
+    assert [(i, "new") for i in signals] == await _statuses(pool, "signals")
+    assert [(commands[0], "failed"), (commands[1], "new")] == await _statuses(pool, "commands")
+    row = await repo.get_command(commands[0])
     assert row is not None and "interrupted by a daemon restart" in row["reason"]
 
 
@@ -218,7 +221,8 @@ async def test_recover_interrupted_fails_this_accounts_processing_rows_only(
 
 async def test_outcome_lines_name_the_request_and_warn_when_refused(pool: asyncpg.Pool) -> None:
     """Each outcome is one line with signal_id / command_id (and position_id when there
-    is one): done at info without a reason, rejected and failed at warning with it."""
+    is one): done at info without a reason, rejected and failed at warning with it (the
+    close first: risk-reducing commands are claimed before signals)."""
     repo = Repository(pool)
     [opened, broken] = await _insert_signals(repo, 2)
     refused = await repo.insert_command("close_position", {"position_id": 9}, "main")
@@ -242,18 +246,18 @@ async def test_outcome_lines_name_the_request_and_warn_when_refused(pool: asyncp
         if e["event"].startswith(("signal_", "command_"))
     ]
     assert [
+        {
+            "event": "command_rejected",
+            "log_level": "warning",
+            "command_id": refused,
+            "reason": "position_id: no such position",
+        },
         {"event": "signal_done", "log_level": "info", "signal_id": opened, "position_id": 42},
         {
             "event": "signal_failed",
             "log_level": "warning",
             "signal_id": broken,
             "reason": "venue: paper: no price",
-        },
-        {
-            "event": "command_rejected",
-            "log_level": "warning",
-            "command_id": refused,
-            "reason": "position_id: no such position",
         },
     ] == outcomes
 

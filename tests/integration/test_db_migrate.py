@@ -58,7 +58,7 @@ async def test_concurrent_migrators_end_with_one_schema(embedded_pg: EmbeddedPos
     finally:
         await conn.close()
     assert count == len(names)
-    assert tables == 9  # 8 of migration 0001 + schema_migrations
+    assert tables == 10  # 8 of migration 0001, daemons (0010), schema_migrations
 
 
 async def test_changed_migration_is_refused(embedded_pg: EmbeddedPostgres, tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import pytest
 import structlog
 
 from cli.app import build_parser, main
-from cli.arguments import InputError
 from cli.requests import (
     cancel_order_payload,
     close_position_payload,
@@ -195,6 +194,9 @@ BAD_INPUT = [
     (["close", "0"], "POSITION_ID"),
     (["report", "--since", "7x"], "--since"),
     (["report", "--since", "0d"], "--since"),
+    (["report", "--plot", "equity.jpg"], "--plot"),
+    (["report", "--plot", "equity"], "--plot"),
+    (["report", "--plot", "equity.png.pdf"], "--plot"),
     (["positions", "--bogus"], "--bogus"),
 ]  # fmt: skip
 
@@ -212,6 +214,20 @@ def test_bad_input_is_one_line_naming_the_argument_and_exit_2(
     assert 1 == len(err.strip().splitlines()), err
     assert argument in err
     assert err.startswith("main.py")
+
+
+def test_plot_file_format_comes_from_its_extension(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--plot`` takes .png or .svg in any case; anything else is refused in one line
+    saying which extensions work, before settings or the database."""
+    parser = build_parser()
+    assert "EQUITY.PNG" == parser.parse_args(["report", "--plot", "EQUITY.PNG"]).plot.name
+    assert "out/x.svg" == str(parser.parse_args(["report", "--plot", "out/x.svg"]).plot)
+    with pytest.raises(SystemExit) as stopped:
+        main(["report", "--plot", "x.jpg"])
+    assert (2, "main.py report: argument --plot: must end in .png or .svg, got 'x.jpg'\n") == (
+        stopped.value.code,
+        capsys.readouterr().err,
+    )
 
 
 @pytest.mark.parametrize(
@@ -263,37 +279,6 @@ def paper_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
     structlog.reset_defaults()  # the CLI pointed logging at this test's captured stderr
 
 
-PAPER_LIST = (
-    "BTC/USDT:USDT, DOGE/USDT:USDT, ETH/USDT:USDT, MNT/USDT:USDT, SOL/USDT:USDT, XRP/USDT:USDT"
-)
-
-
-@pytest.mark.usefixtures("paper_env")
-@pytest.mark.parametrize(
-    ("argv", "line"),
-    [
-        (["signal", "--symbol", "NOPE", "--side", "long", "--amount", "1"],
-         f"main.py signal: argument --symbol: 'NOPE' is not a market of the paper venue "
-         f"(it lists {PAPER_LIST})"),
-        (["signal", "--symbol", "SOL/USDT:USDT", "--side", "long", "--amount", "1"],
-         "main.py signal: argument --symbol: 'SOL/USDT:USDT' is not among the symbols this "
-         "daemon trades (TRADER_SYMBOLS=BTC/USDT:USDT,ETH/USDT:USDT)"),
-        (["order", "place", "--symbol", "NOPEUSDT", "--side", "buy", "--type", "limit",
-          "--amount", "1", "--price", "5"],
-         f"main.py order place: argument --symbol: 'NOPEUSDT' is not a market of the paper "
-         f"venue (it lists {PAPER_LIST})"),
-    ],
-)  # fmt: skip
-def test_unknown_market_is_refused_before_anything_is_queued(
-    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A symbol the paper venue does not list, or the feed does not price, exits 2 naming
-    --symbol, without touching the database."""
-    with pytest.raises(SystemExit) as stopped:
-        main(argv)
-    assert (2, line + "\n") == (stopped.value.code, capsys.readouterr().err)
-
-
 @pytest.mark.usefixtures("paper_env")
 @pytest.mark.parametrize("symbol", ["BTC/USDT:USDT", "ethusdt", "ETHUSDT"])
 def test_known_market_passes_on_to_the_database(
@@ -304,21 +289,18 @@ def test_known_market_passes_on_to_the_database(
     assert (1, "database: ") == (code, capsys.readouterr().err[:10])
 
 
-def test_live_venue_checks_against_trader_symbols_only(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """On a ccxt venue the CLI knows only TRADER_SYMBOLS (it never calls the exchange):
-    those, unified or bare, pass; anything else is an input error naming --symbol."""
-    from cli.requests import check_symbol
-    from config.settings import load_settings
+def test_symbols_match_unified_or_bare_in_any_case() -> None:
+    """The shared check (core/request_check.py) knows a daemon's TRADER_SYMBOLS unified or
+    bare, any case; anything else is refused naming the setting and its value."""
+    from core.errors import ValidationError
+    from core.request_check import check_symbol
 
-    monkeypatch.delenv("TRADER_PAPER_MARKETS_FILE", raising=False)
-    settings = load_settings(exchange="bybit", symbols="BTC/USDT:USDT,SOLUSDT")
+    symbols = ("BTC/USDT:USDT", "SOLUSDT")
     for ok in ("BTC/USDT:USDT", "btcusdt", "SOLUSDT", "SOL/USDT:USDT"):
-        check_symbol(ok, settings)
-    with pytest.raises(InputError) as refused:
-        check_symbol("ETH/USDT:USDT", settings)
+        check_symbol(ok, symbols)
+    with pytest.raises(ValidationError) as refused:
+        check_symbol("ETH/USDT:USDT", symbols)
     assert (
-        "argument --symbol: 'ETH/USDT:USDT' is not among the symbols this daemon trades "
+        "symbol: 'ETH/USDT:USDT' is not among the symbols this daemon trades "
         "(TRADER_SYMBOLS=BTC/USDT:USDT,SOLUSDT)"
     ) == str(refused.value)

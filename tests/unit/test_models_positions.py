@@ -173,3 +173,15 @@ def test_sample_without_price_or_stop_leaves_the_metrics_empty() -> None:
     """No price yet: no P&L percent and no risk; no stop: no risk level."""
     row = position_update_record(opened(PositionSide.LONG).evolve(opened_at=T0), T0).row
     assert (None, D("0"), None) == (row["unrealized_pnl_pct"], row["held_s"], row["risk_pct"])
+
+
+def test_traded_quantity_keeps_the_largest_size_after_the_close() -> None:
+    """A position grown then closed in parts keeps the most it held as traded_quantity,
+    while quantity falls to what is still open (0 once closed)."""
+    position = Position(1, "main", "paper", "BTC/USDT:USDT", PositionSide.LONG)
+    position = position.with_entry_fill(D(100), D("0.1"), D(0))
+    position = position.with_entry_fill(D(100), D("0.05"), D(0))
+    position, _ = position.with_exit_fill(D(110), D("0.1"), D(0))
+    position = position.with_entry_fill(D(100), D("0.02"), D(0))
+    position, _ = position.with_exit_fill(D(110), D("0.07"), D(0))
+    assert (D(0), D("0.15")) == (position.quantity, position.traded_quantity)
