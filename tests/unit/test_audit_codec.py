@@ -114,7 +114,10 @@ def _instants(value: object) -> object:
     equal to one in another zone when either falls in a DST gap or fold (1938-03-26 23:00
     in Paris, say), even when both name the same instant: compare instants instead."""
     if isinstance(value, datetime):
-        return value.astimezone(UTC)
+        # As a timedelta from year 1, UTC: astimezone(UTC) overflows for the first hours
+        # of year 1 in a zone east of UTC, which the codec itself handles.
+        offset = value.utcoffset() or timedelta(0)
+        return value.replace(tzinfo=UTC) - datetime(1, 1, 1, tzinfo=UTC) - offset
     if isinstance(value, dict):
         return {k: _instants(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
