@@ -1,6 +1,7 @@
 """Entry point: ``python main.py [command]``. It only parses arguments and dispatches.
 
-Commands are implemented in ``cli/``; see DESIGN.md section 7 for the contract.
+Commands are implemented in ``cli/``; the contract is in the README's "Commands" and in
+docs/architecture.md, "Command line".
 """
 
 from __future__ import annotations

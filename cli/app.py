@@ -1,6 +1,6 @@
 """The command line: argument parsing and dispatch to the command implementations.
 
-Commands (DESIGN.md section 7): ``run`` (the default) and ``migrate`` go to
+Commands (docs/architecture.md, "Command line"): ``run`` (the default) and ``migrate`` go to
 cli/service.py; ``check`` to cli/check.py; the requests ``signal``, ``order place``,
 ``order cancel`` and ``close`` to cli/requests.py; the listings ``orders`` and
 ``positions`` to cli/listings.py; ``report`` to cli/report.py; ``status`` to cli/status.py.
@@ -116,7 +116,7 @@ def _order_parsers(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The whole command line of DESIGN.md section 7."""
+    """The whole command line (docs/architecture.md, "Command line")."""
     parser = _Parser(prog="main.py", description="The trading daemon and its tools.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     sub.add_parser("run", help="run the daemon (the default)")

@@ -135,7 +135,7 @@ def symbol(text: str) -> str:
     a dated contract ``BTC/USDT:USDT-250627``) or a bare exchange id (``BTCUSDT``).
 
     ``BTC/USDT`` is refused with a hint: that is the spot market, and the daemon trades
-    contracts (DESIGN.md failure mode 13). Whether the market exists is checked once the
+    contracts (docs/architecture.md, failure mode 13). Whether the market exists is checked once the
     settings are loaded (:func:`cli.requests.check_symbol`).
     """
     raw = text.strip()

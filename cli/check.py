@@ -64,12 +64,13 @@ async def check_database(
         problem = database_problem(exc, settings).removeprefix("database: ")
         findings.problems.append(f"database: unreachable: {problem}")
         return
-    files = {m.name: m.checksum for m in discover()}
+    migrations = {m.name: m for m in discover()}
+    files = {name: m.checksum for name, m in migrations.items()}
     if unknown := sorted(set(applied) - set(files)):
         findings.problems.append(f"migrations: {newer_line(unknown)}")
     findings.problems.extend(f"schema: {line}" for line in mismatches)
     pending = sorted(set(files) - set(applied))
-    changed = sorted(n for n in files if n in applied and applied[n] != files[n])
+    changed = sorted(n for n in files if n in applied and not migrations[n].matches(applied[n]))
     if pending:
         findings.problems.append(
             f"migrations: {len(pending)} not applied ({', '.join(pending)}); "

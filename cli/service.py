@@ -1,11 +1,12 @@
 """The composition root: builds the concrete daemon from settings and runs it.
 
-Start-up order (DESIGN.md section 7): settings (already loaded by the caller), logging,
-database and migrations, the account's single-instance lock, the audit writer (which
-replays its spool first), the venue and the feed, reconciliation with the venue, re-arming
-of emulated orders and trailing state, then the daemon's task group and READY=1.
-Everything opened here is an async context manager on one AsyncExitStack, so shutdown
-closes it in reverse order: feed, venue, audit writer (flushed), lock, database.
+Start-up order (docs/architecture.md, "Data flow"): settings (already loaded by the
+caller), logging, database and migrations, the account's single-instance lock, the audit
+writer (which replays its spool first), the venue and the feed, reconciliation with the
+venue, re-arming of emulated orders and trailing state, then the daemon's task group and
+READY=1. Everything opened here is an async context manager on one AsyncExitStack, so
+shutdown closes it in reverse order: feed, venue, audit writer (flushed), lock,
+database.
 """
 
 from __future__ import annotations

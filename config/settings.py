@@ -1,4 +1,5 @@
-"""Settings (DESIGN.md section 8): environment and an optional ``.env``, prefix ``TRADER_``.
+"""Settings: environment and an optional ``.env``, prefix ``TRADER_`` (each field's type,
+default and description is the reference; docs/architecture.md, "Settings").
 
 A bad value stops the daemon at start with one line naming the setting and what is wrong
 (:func:`load_settings` raises :class:`SettingsError` with that line). Credentials are

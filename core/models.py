@@ -90,7 +90,7 @@ class PositionSide(StrEnum):
 
 
 class PriceSource(StrEnum):
-    """Which price an emulated order's trigger watches (DESIGN.md section 3).
+    """Which price an emulated order's trigger watches (docs/architecture.md, 'Trigger semantics').
 
     ``last`` (the default) is the last trade; ``mark`` the venue's mark price, which a
     single off-market trade cannot move; ``quote`` the side of the book the order would
@@ -161,12 +161,12 @@ class OrderStatus(StrEnum):
 S = OrderStatus
 TERMINAL_STATUSES = frozenset({S.FILLED, S.CANCELLED, S.REJECTED, S.EXPIRED, S.FAILED})
 
-# DESIGN.md section 3. Beyond the drawn arrows, two facts of real venues are allowed:
-# an exchange may answer a submit with the order already (partially) filled, cancelled
-# (IOC) or expired, so SUBMITTED may skip NEW; and a fill may arrive while a cancel is in
-# flight, or the cancel may fail, so CANCELLING may go back to a live status. And a resting
-# conditional order can be refused when it triggers (Bybit: "triggered but failed upon
-# being placed"), so NEW may end REJECTED.
+# docs/architecture.md ('Orders') draws this table. Beyond the plain lifecycle, facts of
+# real venues are allowed: an exchange may answer a submit with the order already
+# (partially) filled, cancelled (IOC) or expired, so SUBMITTED may skip NEW; and a fill
+# may arrive while a cancel is in flight, or the cancel may fail, so CANCELLING may go
+# back to a live status. And a resting conditional order can be refused when it triggers
+# (Bybit: "triggered but failed upon being placed"), so NEW may end REJECTED.
 ORDER_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     S.PENDING: frozenset({S.SUBMITTED, S.TRIGGERED, S.CANCELLED, S.EXPIRED, S.FAILED}),
     S.TRIGGERED: frozenset({S.SUBMITTED, S.FAILED, S.CANCELLED}),
@@ -347,7 +347,8 @@ class Order:
 
 
 class PositionStatus(StrEnum):
-    """Position lifecycle (DESIGN.md section 4), each recorded before the step it names."""
+    """Position lifecycle (docs/architecture.md, 'Positions'), each recorded before the step
+    it names."""
 
     PENDING_ENTRY = "pending_entry"
     ENTRY_PLACED = "entry_placed"

@@ -2,7 +2,7 @@
 
 At start-up :meth:`Reconciler.restore` rebuilds the in-memory book from what the database
 last knew; :meth:`Reconciler.reconcile` (at start and every few seconds) then applies the
-rules of DESIGN.md section 7, every action an event:
+rules below (docs/architecture.md, 'Positions'), every action an event:
 
 - orders we think live are fetched by client id: fills that happened while we were down
   are applied, and a position closed on the venue is closed here with the real exit;

@@ -3,7 +3,7 @@
 A record is a table kind plus a flat row of column values (``Decimal``, aware
 ``datetime``, ``str``, ``int``, ``bool``, ``None``, or a ``dict`` for ``jsonb``). The
 builders below are the only place a domain value becomes a row, so the schema contract of
-DESIGN.md section 5 is visible in one file.
+docs/architecture.md ('Schema') is visible in one file.
 
 Every record carries an idempotency key so that a spool replayed twice, or a batch
 retried after a lost reply, writes each row once:

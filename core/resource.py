@@ -1,6 +1,6 @@
 """The shape every owned resource shares: closed by an idempotent ``aclose()``, and usable
-as ``async with`` (DESIGN.md section 10), so the daemon opens them in an AsyncExitStack
-and they close in reverse order."""
+as ``async with``, so the daemon opens them in an AsyncExitStack and they close in
+reverse order."""
 
 from __future__ import annotations
 

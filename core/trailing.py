@@ -27,7 +27,8 @@ Buy trailing stops are the exact mirror (trough, stop above it). Rather than wri
 mirror twice, a :class:`TrailingSet` works in a *signed price space*: sells see ``q = p``
 and buys see ``q = −p``, so "trough" becomes "peak of −p" and every comparison is the
 same. Stop levels themselves are always computed in real prices, with exactly the
-formulas of DESIGN.md section 3, so the results equal a naive evaluator's to the digit.
+formulas of docs/architecture.md ('Trigger semantics'), so the results equal a naive
+evaluator's to the digit.
 
 Rules shared with the book (core/triggers.py) and the reference (tests/trigger_reference.py):
 an order with an activation price activates on the first tick that reaches it, one without

@@ -2,7 +2,8 @@
 
 The order manager arms emulated orders here, feeds every price tick to :meth:`on_tick`
 and executes what comes back. The book does no I/O and knows no exchange; it only
-implements the trigger table of DESIGN.md section 3, with ``p`` the tick price:
+implements the trigger table of docs/architecture.md ('Trigger semantics'), with ``p``
+the tick price:
 
 ========================  ======================================================
 LIMIT buy / sell          ``p ≤ limit`` / ``p ≥ limit``

@@ -7,7 +7,9 @@ waits, then finds nothing left to do. Each file runs in its own transaction, so 
 failing migration leaves the schema as the previous one left it.
 
 A file already applied whose content has changed since is refused (its checksum no
-longer matches): migrations are history, and a new change is a new file.
+longer matches): migrations are history, and a new change is a new file. The one
+exception is :data:`EARLIER_CHECKSUMS`: earlier wordings of a file whose SQL comments
+alone were reworded, which a database may have recorded and which are the same schema.
 """
 
 from __future__ import annotations
@@ -27,6 +29,16 @@ log = get_logger("database.migrate")
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # An arbitrary constant that names "the trader's schema migration" among advisory locks.
 MIGRATION_LOCK_KEY = 0x7472_6164_6D69_67  # "tradmig"
+
+# Checksums of earlier wordings of a migration, accepted as that migration: files whose
+# SQL comments alone changed after release. 0001's first line and the intake heading
+# named a design file that was never part of the repository; they name
+# docs/architecture.md now. Every statement is byte for byte as before.
+EARLIER_CHECKSUMS: dict[str, frozenset[str]] = {
+    "0001_monitoring.sql": frozenset(
+        {"1e5e55dd3f982e9b705306035b8a46a05d0575e8ee0950f72d820410edd307ba"}
+    ),
+}
 
 _BOOTSTRAP = """
 CREATE SCHEMA IF NOT EXISTS monitoring;
@@ -52,6 +64,11 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    def matches(self, recorded: str) -> bool:
+        """True when ``recorded`` (a database's checksum of this file) is this file, in its
+        current wording or an earlier one of :data:`EARLIER_CHECKSUMS`."""
+        return recorded == self.checksum or recorded in EARLIER_CHECKSUMS.get(self.name, ())
 
 
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -96,7 +113,7 @@ async def _migrate(conn: asyncpg.Connection, migrations: list[Migration]) -> lis
         }
         for migration in migrations:
             if migration.name in done:
-                if done[migration.name] != migration.checksum:
+                if not migration.matches(done[migration.name]):
                     raise MigrationError(
                         f"migration {migration.name} was changed after it was applied"
                     )

@@ -1,4 +1,4 @@
-"""The one place ccxt's exceptions become ours (DESIGN.md section 6).
+"""The one place ccxt's exceptions become ours (the tree is in exchanges/base.py).
 
 :func:`translate_ccxt_error` walks the exception's MRO and takes the first class listed
 in :data:`_MAPPING`, so a subclass ccxt adds later inherits its parent's meaning instead

@@ -87,7 +87,8 @@ def is_conditional(order_type: OrderType) -> bool:
 
 
 def fires_on_rise(order_type: OrderType, side: Side) -> bool:
-    """True when the order triggers as the price rises to the trigger (DESIGN.md 3).
+    """True when the order triggers as the price rises to the trigger (docs/architecture.md,
+    'Trigger semantics').
 
     A buy stop and a sell take-profit fire on a rise; a sell stop (a long's stop-loss)
     and a buy take-profit (a short's) fire on a fall.

@@ -1,5 +1,6 @@
-"""Price feeds (DESIGN.md section 6): every feed yields :class:`~core.models.Tick` values
-through ``async for tick in feed`` and is an async context manager.
+"""Price feeds (docs/architecture.md, 'Data flow'): every feed yields
+:class:`~core.models.Tick` values through ``async for tick in feed`` and is an async
+context manager.
 
 ==================  ==========================================================  ================
 feed                what                                                        module

@@ -1,4 +1,4 @@
-"""Switchable fault modes of the paper venue (DESIGN.md sections 6 and 8).
+"""Switchable fault modes of the paper venue (``TRADER_PAPER_FAULTS``).
 
 Each fault reproduces something a real exchange does, so the code that must survive it can
 be tested offline and deterministically:

@@ -9,7 +9,7 @@ the module:
 - Numbers become ``Decimal`` via ``str`` (never a float). A number the venue did not
   give, or gave as ``0`` / ``""`` where zero means "not known" (an average price, a
   trigger price), becomes ``None``: a caller must never read a missing price as 0
-  (DESIGN.md failure mode 1).
+  (failure mode 1 of docs/architecture.md).
 - A status is only reported when the venue said something we understand; anything else
   is ``None`` and the caller fetches the order again instead of guessing.
 - Quantities are in base-currency units. ccxt counts contract markets in contracts, so

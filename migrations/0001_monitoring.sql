@@ -1,4 +1,4 @@
--- 0001: the monitoring schema (DESIGN.md section 5).
+-- 0001: the monitoring schema (docs/architecture.md, 'Schema').
 --
 -- The audit tables (positions, orders, order_events, trades, events, position_updates)
 -- are written by the audit writer (database/audit.py) from the rows that
@@ -199,7 +199,7 @@ RETURNS bigint LANGUAGE sql AS $$
     SELECT count(*) FROM gone
 $$;
 
--- -- intake: signals and commands (DESIGN.md section 7) -------------------------------
+-- -- intake: signals and commands (docs/architecture.md, 'Data flow') -----------------
 -- account NULL means "the daemon's": the first daemon to claim the row writes its own
 -- account into it. No foreign key on position_id: the position row reaches this
 -- database through the asynchronous audit writer, possibly after the signal is done.

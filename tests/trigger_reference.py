@@ -1,4 +1,5 @@
-"""A naive trigger evaluator written straight from the table of DESIGN.md section 3.
+"""A naive trigger evaluator written straight from the table of docs/architecture.md
+('Trigger semantics').
 
 It scans every armed order on every tick, with no cleverness, so that it is obviously
 right; property tests check that core.triggers.TriggerBook gives exactly its answers, and

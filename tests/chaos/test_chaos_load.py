@@ -9,7 +9,7 @@ and read the one ``chaos load ...`` line it prints. ``CHAOS_SCALE`` (default 1) 
 300 s of feed (``CHAOS_SCALE=0.1``: 30 s; the accounts, positions and orders stay the
 same at any scale); ``CHAOS_SEED`` (default 5) picks the prices and the orders.
 
-Why one process with 50 accounts: the daemon trades one account, and DESIGN.md allows at
+Why one process with 50 accounts: the daemon trades one account, and allows at
 most one open position per (account, exchange, symbol), so 1,000 positions on 20 symbols
 are 50 accounts. Fifty daemon processes on this 2-core machine would measure the OS
 scheduler, so the scenario wires 50 account cores into ONE process the way the daemon

@@ -18,7 +18,7 @@ from cli.equity_chart import build_equity_chart
 from cli.report import report_command
 from cli.requests import submit_command, submit_signal
 from config.settings import load_settings
-from database.migrate import discover
+from database.migrate import EARLIER_CHECKSUMS, discover
 from database.reports import (
     OpenPnl,
     daily_pnl,
@@ -339,6 +339,28 @@ async def test_check_passes_on_a_migrated_database(
         "daemon: none live for account 'main'",
         "intake: no request waits without a live daemon",
     ] == findings.ok
+
+
+async def test_check_accepts_an_earlier_wording_and_names_a_changed_migration(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    """check takes 0001's checksum as released (its comments alone were reworded since) as
+    applied, and names 0001 on one line when the recorded checksum is neither wording."""
+    (earlier,) = EARLIER_CHECKSUMS["0001_monitoring.sql"]
+    current = next(m.checksum for m in discover() if m.name == "0001_monitoring.sql")
+    settings = load_settings(database_url=migrated_url, state_dir=tmp_path)
+    set_checksum = "UPDATE monitoring.schema_migrations SET checksum = $1 WHERE name = $2"
+    conn = await asyncpg.connect(migrated_url)
+    try:
+        await conn.execute(set_checksum, earlier, "0001_monitoring.sql")
+        accepted = await run_checks(settings)
+        await conn.execute(set_checksum, "0" * 64, "0001_monitoring.sql")
+        refused = await run_checks(settings)
+    finally:
+        await conn.execute(set_checksum, current, "0001_monitoring.sql")
+        await conn.close()
+    assert [] == accepted.problems
+    assert ["migrations: changed after being applied: 0001_monitoring.sql"] == refused.problems
 
 
 async def test_check_lists_requests_no_live_daemon_takes(

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from database.embedded import EmbeddedPostgres
-from database.migrate import MIGRATIONS_DIR, MigrationError, discover, migrate
+from database.migrate import (
+    EARLIER_CHECKSUMS,
+    MIGRATIONS_DIR,
+    MigrationError,
+    discover,
+    migrate,
+)
+
+# The two comment lines of 0001 as released (they named a design file outside the
+# repository) and as they read now; nothing else in the file changed.
+_REWORDED_0001 = (
+    (
+        "-- 0001: the monitoring schema (DESIGN.md section 5).",
+        "-- 0001: the monitoring schema (docs/architecture.md, 'Schema').",
+    ),
+    (
+        "-- -- intake: signals and commands (DESIGN.md section 7) -------------------------------",
+        "-- -- intake: signals and commands (docs/architecture.md, 'Data flow') -----------------",
+    ),
+)
 
 
 async def test_migrating_twice_is_a_no_op(migrated_url: str) -> None:
@@ -74,3 +94,36 @@ def test_migrations_are_found_beside_the_package() -> None:
     """The migrations directory is located relative to the code, not the working dir."""
     assert MIGRATIONS_DIR.is_dir()
     assert discover()[0].name == "0001_monitoring.sql"
+
+
+async def test_a_database_that_applied_0001_in_its_earlier_wording_migrates(
+    embedded_pg: EmbeddedPostgres,
+) -> None:
+    """0001 as released differs from today's file in two comment lines only; a database
+    that recorded its checksum then migrates with nothing to do, and a checksum that is
+    neither wording is still refused."""
+    current = (MIGRATIONS_DIR / "0001_monitoring.sql").read_text(encoding="utf-8")
+    released = current
+    for old, new in _REWORDED_0001:
+        assert current.count(new) == 1
+        released = released.replace(new, old)
+    earlier = hashlib.sha256(released.encode()).hexdigest()
+    assert frozenset({earlier}) == EARLIER_CHECKSUMS["0001_monitoring.sql"]
+    assert await migrate(embedded_pg.url) == [m.name for m in discover()]
+    conn = await asyncpg.connect(embedded_pg.url)
+    try:
+        await conn.execute(
+            "UPDATE monitoring.schema_migrations SET checksum = $1 WHERE name = $2",
+            earlier,
+            "0001_monitoring.sql",
+        )
+        assert await migrate(embedded_pg.url) == []
+        await conn.execute(
+            "UPDATE monitoring.schema_migrations SET checksum = $1 WHERE name = $2",
+            "0" * 64,
+            "0001_monitoring.sql",
+        )
+    finally:
+        await conn.close()
+    with pytest.raises(MigrationError, match=r"0001_monitoring\.sql was changed"):
+        await migrate(embedded_pg.url)

@@ -1,4 +1,5 @@
-"""The atomic open on the paper venue: the happy path and DESIGN.md failure modes 1-7, 14."""
+"""The atomic open on the paper venue: the happy path and failure modes 1-7, 14
+(docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -237,7 +238,7 @@ async def test_partial_entry_is_protected_for_what_filled_then_resized() -> None
 
 
 def test_order_type_constants_match_the_schema() -> None:
-    """The types the audit queries filter on are spelled as in DESIGN.md."""
+    """The types the audit queries filter on are spelled as in the schema."""
     assert ("MARKET", "STOP_MARKET") == (OrderType.MARKET.value, OrderType.STOP_MARKET.value)
 
 

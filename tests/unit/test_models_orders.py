@@ -22,7 +22,7 @@ from core.models import (
 
 S = OrderStatus
 
-# DESIGN.md section 3, written out independently of the model's table: the drawn arrows,
+# docs/architecture.md ('Orders'), written out independently of the model's table: the arrows,
 # plus the documented venue facts (SUBMITTED may skip NEW; CANCELLING may fall back; a
 # triggered conditional order may be REJECTED).
 SPEC_EDGES = {
@@ -77,8 +77,8 @@ ALL_PAIRS = list(itertools.product(OrderStatus, OrderStatus))
 
 @pytest.mark.parametrize(("old", "new"), ALL_PAIRS, ids=[f"{a}->{b}" for a, b in ALL_PAIRS])
 def test_every_status_pair_follows_the_design(old: OrderStatus, new: OrderStatus) -> None:
-    """Each of the 121 status pairs is allowed exactly when DESIGN.md draws it or one of
-    the venue facts above adds it; a disallowed move raises, and a repeated status (a
+    """Each of the 121 status pairs is allowed exactly when the plain lifecycle has it or
+    one of the venue facts above adds it; a disallowed move raises, and a repeated status (a
     venue saying the same thing twice) leaves the snapshot as it was."""
     allowed = (old, new) in SPEC_EDGES
     assert allowed == can_transition(old, new)

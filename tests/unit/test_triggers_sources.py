@@ -1,5 +1,5 @@
-"""Which price an emulated order watches (DESIGN.md section 3): the last trade by
-default, the mark price, or the quote (ask for a buy, bid for a sell)."""
+"""Which price an emulated order watches (docs/architecture.md, 'Trigger semantics'): the
+last trade by default, the mark price, or the quote (ask for a buy, bid for a sell)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The trigger table of DESIGN.md section 3, row by row, on hand-made price paths."""
+"""The trigger table (docs/architecture.md, 'Trigger semantics'), row by row, on hand-made
+price paths."""
 
 from __future__ import annotations
 
