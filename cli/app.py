@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit_actions.add_parser(
         "replay", help="write the dead letters again (after fixing their cause); idempotent"
     )
+    psql = sub.add_parser("psql", help="psql on the daemon's database (embedded or not)")
+    psql.add_argument("psql_args", nargs="*", metavar="-- PSQL_ARGS", help="passed to psql")
+    db_url = sub.add_parser("db-url", help="the database URL, password masked")
+    db_url.add_argument("--show-secret", action="store_true", help="print the password too")
     reference = sub.add_parser("settings", help="every TRADER_* setting: type, default, meaning")
     reference.add_argument(
         "--markdown", action="store_true", help="as Markdown (docs/settings.md is this)"
@@ -225,6 +229,12 @@ def main(argv: Sequence[str]) -> int:
         print(render_markdown() if args.markdown else render_text(), end="")
         return 0
     settings = _settings()
+    if command in ("psql", "db-url"):
+        from cli.psql import db_url_command, psql_command
+
+        if command == "db-url":
+            return db_url_command(settings, show_secret=args.show_secret)
+        return psql_command(settings, args.psql_args)
     if command in ("orders", "positions", "report"):
         return _query(settings, args)
     if command == "audit":
