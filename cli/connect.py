@@ -19,7 +19,7 @@ import asyncpg
 
 from config.logging import configure_logging, redact, register_secrets
 from config.settings import Settings
-from database.pool import DatabaseError, safe_url
+from database.errors import DatabaseError, safe_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 CONNECT_WAIT_S = 3.0

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from cli.connect import EXIT_FAILED, EXIT_OK, setup_cli
 from config.settings import Settings
-from database.pool import safe_url
+from database.errors import safe_url
 
 INSTALL_HINT = (
     "psql: not found; install the PostgreSQL client (Debian: apt-get install postgresql-client)"

@@ -47,7 +47,7 @@ from core.reconciler import Reconciler
 from core.records import Severity
 from core.tick_loop import TaskSet, TickLoop
 from core.triggers import TrailingState, TriggerBook
-from exchanges.base import ExchangeAdapter
+from core.venue import ExchangeAdapter
 
 log = structlog.get_logger("service")
 

@@ -65,7 +65,7 @@ from core.signals import (
     entry_amount,
     protection_from_fill,
 )
-from exchanges.base import (
+from core.venue import (
     ExchangeAdapter,
     ExchangeError,
     InvalidOrder,

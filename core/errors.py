@@ -7,7 +7,7 @@
     ├── InvalidTransition     a status move core/models.py forbids: a bug, never retried
     ├── PositionConflict      a second open position on one market; final
     ├── AuditUnavailable      no new risk while the audit trail cannot be kept; retry later
-    └── ExchangeError         (exchanges/base.py) everything a venue can answer
+    └── ExchangeError         (core/venue.py) everything a venue can answer
 
 Third-party exceptions never cross a module boundary untranslated: ccxt's are mapped in
 ``exchanges/ccxt_errors.py``, asyncpg's stay inside ``database/``.

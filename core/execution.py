@@ -18,7 +18,7 @@ from core.journal import Journal
 from core.models import Fill, Order, OrderStatus, OrderType
 from core.order_sync import apply_snapshot, unknown_reply
 from core.retry import Backoff, retry_transient
-from exchanges.base import (
+from core.venue import (
     ExchangeAdapter,
     ExchangeError,
     ExchangeOrder,

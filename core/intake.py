@@ -30,7 +30,7 @@ from core.request_check import (
     close_target,
     order_ref,
 )
-from exchanges.base import ExchangeError
+from core.venue import ExchangeError
 
 log = structlog.get_logger("intake")
 

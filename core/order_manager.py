@@ -30,7 +30,7 @@ from core.prices import PriceBoard
 from core.records import Severity
 from core.retry import retry_transient
 from core.triggers import TrailingState, TriggerBook
-from exchanges.base import (
+from core.venue import (
     ExchangeAdapter,
     ExchangeError,
     InvalidOrder,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from core.models import Fill, Order, OrderStatus, can_transition
 from core.money import ZERO, utcnow
 from core.restore import RECORDED
-from exchanges.base import ExchangeOrder
+from core.venue import ExchangeOrder
 
 
 def apply_snapshot(

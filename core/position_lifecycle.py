@@ -44,7 +44,7 @@ from core.records import Severity
 from core.retry import retry_transient
 from core.signals import Protection
 from core.stop_gate import StopGate
-from exchanges.base import ExchangeAdapter, ExchangeError, ExchangeOrder
+from core.venue import ExchangeAdapter, ExchangeError, ExchangeOrder
 
 SAMPLE_INTERVAL = timedelta(seconds=5)
 

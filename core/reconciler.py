@@ -49,7 +49,7 @@ from core.position_book import LivePosition, PositionBook
 from core.position_lifecycle import PositionLifecycle
 from core.records import Severity
 from core.retry import retry_transient
-from exchanges.base import (
+from core.venue import (
     ExchangeAdapter,
     ExchangeError,
     ExchangeOrder,

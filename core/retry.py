@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from exchanges.base import TransientExchangeError
+from core.venue import TransientExchangeError
 
 T = TypeVar("T")
 

@@ -23,9 +23,9 @@ import asyncpg
 import structlog
 
 from core.resource import AsyncResource
+from core.venue import InvalidOrder
 from database.codec import dumps_json
-from database.pool import DB_ERRORS
-from exchanges.base import InvalidOrder
+from database.errors import DB_ERRORS
 
 log = structlog.get_logger("daemons")
 HEARTBEAT_S = 5.0

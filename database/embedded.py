@@ -46,7 +46,7 @@ import asyncpg
 
 from config.logging import get_logger
 from core.resource import AsyncResource
-from database.pool import DatabaseError
+from database.errors import DatabaseError
 
 log = get_logger("database.embedded")
 

@@ -26,8 +26,8 @@ import structlog
 
 from core.intake import DONE, FAILED, IntakeHandler, Outcome
 from database.daemons import UnservedWatch
+from database.errors import DB_ERRORS, is_unavailable
 from database.intake_queue import claim
-from database.pool import DB_ERRORS, is_unavailable
 from database.repository import Repository
 
 log = structlog.get_logger("intake")

@@ -36,7 +36,7 @@ from config.logging import get_logger
 from core.errors import TraderError
 from core.records import Severity
 from core.resource import AsyncResource
-from database.pool import DB_ERRORS
+from database.errors import DB_ERRORS
 
 log = get_logger("database.lock")
 

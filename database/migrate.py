@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncpg
 
 from config.logging import get_logger
-from database.pool import DatabaseError, translate
+from database.errors import DatabaseError, translate
 
 log = get_logger("database.migrate")
 

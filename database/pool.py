@@ -1,4 +1,4 @@
-"""The asyncpg pool: where the database is, how to connect, and the database errors.
+"""The asyncpg pool: where the database is and how to connect to it.
 
 :func:`open_database` is the one entry point the daemon and the CLI use: it connects to
 ``TRADER_DATABASE_URL`` or, when that is empty, starts the embedded PostgreSQL under
@@ -8,7 +8,7 @@ Every connection speaks UTC (``timezone`` is set per session) and encodes ``json
 ``jsonb`` with :func:`database.codec.dumps_json`, so a ``dict`` holding ``Decimal`` or
 ``datetime`` values is stored as JSON without a conversion at the call site.
 
-asyncpg's exceptions do not leave ``database/``: connection failures become
+asyncpg's exceptions are translated by database/errors.py: connection failures become
 :class:`DatabaseUnavailable`. The URL is a secret (it may carry a password): it is never
 logged, and error messages show it with the password masked.
 """
@@ -20,90 +20,19 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 
-from config.logging import get_logger, redact, register_secrets
-from core.errors import TraderError
+from config.logging import get_logger, register_secrets
 from database.codec import dumps_json
+from database.embedded import EmbeddedPostgres
+from database.errors import DatabaseUnavailable, translate
 
 if TYPE_CHECKING:
     from config.settings import Settings
 
 log = get_logger("database")
-
-# Errors meaning "the server is not there right now" (as opposed to "this statement is
-# wrong"): refused or reset connections, timeouts, and the server-side classes 08
-# (connection exception), 53 (insufficient resources), 57 (operator intervention:
-# shutdown, crash recovery, cancelled statement).
-_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
-
-
-class DatabaseError(TraderError):
-    """Something went wrong talking to PostgreSQL. The message never holds a password."""
-
-
-class DatabaseUnavailable(DatabaseError):
-    """The database cannot be reached now (down, restarting, unreachable, timing out).
-
-    Retrying later is safe; the audit writer spools to disk meanwhile.
-    """
-
-
-def safe_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, fit for a message or a log line."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "<unparseable database url>"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if port is not None:
-        host = f"{host}:{port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-# Everything the database layer raises when the server or the connection to it failed (as
-# opposed to a bad request): worth a retry on a fresh connection, never worth stopping
-# for. asyncpg's InternalClientError is not an InterfaceError; it comes from a pooled
-# connection left mid-operation by a server restart ("another operation is in progress").
-DB_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """True when ``exc`` says the server is unreachable rather than the request is bad."""
-    if isinstance(exc, asyncpg.InternalClientError):
-        return True
-    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
-        # InterfaceError covers "connection is closed" and "pool is closing"; its
-        # subclass DataError (bad client-side input) is a request problem.
-        return not isinstance(exc, ValueError)
-    if isinstance(exc, asyncpg.PostgresError):
-        state = getattr(exc, "sqlstate", None) or ""
-        return state[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
-    return False
-
-
-def translate(exc: BaseException, url: str | None = None) -> DatabaseError:
-    """Our error for an asyncpg / OS error, with any password masked."""
-    where = f" ({safe_url(url)})" if url else ""
-    text = redact(f"{type(exc).__name__}: {exc}")
-    if url:
-        password = urlsplit(url).password
-        if password:
-            text = text.replace(password, "***")
-    cls = DatabaseUnavailable if is_unavailable(exc) else DatabaseError
-    return cls(f"database{where}: {text}")
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -172,8 +101,6 @@ async def open_database(
         finally:
             await _close_pool(pool)
         return
-    # Imported here: the embedded server (and pgserver) is only needed without a URL.
-    from database.embedded import EmbeddedPostgres
 
     async with EmbeddedPostgres(settings.embedded_db_dir) as server:
         pool = await create_pool(server.url, min_size=min_size, max_size=max_size, wait_s=wait_s)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from database.errors import DatabaseError
 from database.migrate import discover
-from database.pool import DatabaseError
 from database.repository import TABLES
 
 

@@ -1,4 +1,4 @@
-"""One :class:`~exchanges.base.ExchangeAdapter` over ccxt's async exchanges.
+"""One :class:`~core.venue.ExchangeAdapter` over ccxt's async exchanges.
 
 The adapter owns the boundary rules so the core never meets ccxt:
 
@@ -43,7 +43,7 @@ from core.errors import ValidationError
 from core.models import Fill, Market, OrderStatus, OrderType, Tick
 from core.money import optional_decimal, require_aware, utcnow
 from core.resource import AsyncResource
-from exchanges.base import (
+from core.venue import (
     ExchangeError,
     ExchangeOrder,
     ExchangePosition,

@@ -1,4 +1,4 @@
-"""The one place ccxt's exceptions become ours (the tree is in exchanges/base.py).
+"""The one place ccxt's exceptions become ours (the tree is in core/venue.py).
 
 :func:`translate_ccxt_error` walks the exception's MRO and takes the first class listed
 in :data:`_MAPPING`, so a subclass ccxt adds later inherits its parent's meaning instead
@@ -52,7 +52,7 @@ from collections.abc import Iterable, Mapping
 
 import ccxt
 
-from exchanges.base import (
+from core.venue import (
     AuthenticationError,
     ExchangeError,
     ExchangeUnavailable,

@@ -33,7 +33,7 @@ from typing import Any
 from config.logging import get_logger
 from core.models import Tick
 from core.money import optional_decimal, utcnow
-from exchanges.base import ExchangeAdapter
+from core.venue import ExchangeAdapter
 from exchanges.ccxt_errors import is_translatable, is_unsupported, translate_ccxt_error
 from exchanges.feeds_base import FeedBase
 

@@ -33,7 +33,7 @@ from config.logging import get_logger
 from core.models import Fill, Market, OrderStatus, PositionSide, Tick
 from core.money import ZERO, require_aware, to_decimal, utcnow
 from core.resource import AsyncResource
-from exchanges.base import (
+from core.venue import (
     ExchangeError,
     ExchangeOrder,
     ExchangePosition,
@@ -70,7 +70,7 @@ class PaperBalance:
 
 
 class PaperExchange(AsyncResource):
-    """A simulated exchange implementing :class:`exchanges.base.ExchangeAdapter`."""
+    """A simulated exchange implementing :class:`core.venue.ExchangeAdapter`."""
 
     def __init__(
         self,

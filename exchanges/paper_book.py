@@ -41,7 +41,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from core.models import Fill, Market, OrderStatus, OrderType, Side, Tick
 from core.money import ONE, ZERO, floor_to_step, round_to_step
-from exchanges.base import (
+from core.venue import (
     ExchangeUnavailable,
     InsufficientFunds,
     InvalidOrder,

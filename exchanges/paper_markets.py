@@ -27,7 +27,7 @@ from typing import Any
 from core.errors import ValidationError
 from core.models import Market
 from core.money import to_decimal
-from exchanges.base import InvalidOrder
+from core.venue import InvalidOrder
 
 
 def _perp(base: str, tick: str, step: str, min_amount: str, min_cost: str = "5") -> Market:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from core.models import Fill, OrderStatus, OrderType, Side, Tick
-from exchanges.base import ExchangeError
+from core.venue import ExchangeError
 from exchanges.paper_book import Delta, PaperBook, PaperOrder, PaperPosition
 
 FORMAT_VERSION = 1

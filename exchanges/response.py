@@ -1,8 +1,8 @@
 """Normalising ccxt's unified markets, orders, trades and positions into core types.
 
 Pure functions, no I/O: the adapter hands them what ccxt returned and gets back
-:class:`~core.models.Market`, :class:`~exchanges.base.ExchangeOrder`,
-:class:`~core.models.Fill` and :class:`~exchanges.base.ExchangePosition`, and
+:class:`~core.models.Market`, :class:`~core.venue.ExchangeOrder`,
+:class:`~core.models.Fill` and :class:`~core.venue.ExchangePosition`, and
 :func:`execution_price` says where an order really executed. Three rules run through
 the module:
 
@@ -31,7 +31,7 @@ from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
 from core.errors import ValidationError
 from core.models import Fill, Market, OrderStatus, OrderType, PositionSide, Side
 from core.money import ONE, ZERO, optional_decimal, to_decimal, utcnow
-from exchanges.base import ExchangeOrder, ExchangePosition
+from core.venue import ExchangeOrder, ExchangePosition
 
 # Sentinels for statuses whose meaning depends on the quantities.
 _LIVE: Final = "live"  # resting or working: NEW, or PARTIALLY_FILLED once something filled

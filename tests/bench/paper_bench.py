@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from core.models import OrderType, Side
-from exchanges.base import OrderRequest
+from core.venue import OrderRequest
 from exchanges.paper import PaperExchange
 
 SYMBOL = "BTC/USDT:USDT"

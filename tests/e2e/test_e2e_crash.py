@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import load_settings
-from exchanges.base import ExchangeOrder, ExchangePosition
+from core.venue import ExchangeOrder, ExchangePosition
 from exchanges.paper import PaperExchange
 from tests.e2e.conftest import BTC, Trader, wait_until
 

@@ -10,7 +10,8 @@ import pytest
 
 from config.settings import load_settings
 from database.embedded import EmbeddedPostgres
-from database.pool import DatabaseUnavailable, open_database
+from database.errors import DatabaseUnavailable
+from database.pool import open_database
 from tests.conftest import private_tmp_dir
 
 

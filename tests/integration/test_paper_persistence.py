@@ -21,7 +21,7 @@ SCRIPTED_CHILD = r"""
 import asyncio, json, sys
 from decimal import Decimal as D
 from core.models import OrderType, Side
-from exchanges.base import OrderRequest
+from core.venue import OrderRequest
 from exchanges.paper import PaperExchange
 
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
@@ -56,7 +56,7 @@ LOOPING_CHILD = r"""
 import asyncio, sys
 from decimal import Decimal as D
 from core.models import OrderType, Side
-from exchanges.base import OrderRequest
+from core.venue import OrderRequest
 from exchanges.paper import PaperExchange
 
 async def main() -> None:

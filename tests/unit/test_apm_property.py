@@ -33,7 +33,7 @@ from core.errors import PositionConflict, ValidationError
 from core.ids import is_ours
 from core.models import OrderType, PositionSide
 from core.records import RecordKind
-from exchanges.base import ExchangeError, ExchangeUnavailable, OrderRejected, RequestTimeout
+from core.venue import ExchangeError, ExchangeUnavailable, OrderRejected, RequestTimeout
 from exchanges.paper import PaperExchange
 from tests.trading_harness import BTC, ETH, Stack, build_stack, long_signal, short_signal
 

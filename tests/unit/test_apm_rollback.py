@@ -10,7 +10,7 @@ import pytest
 
 from core.models import OrderType, PositionStatus, Side
 from core.records import RecordKind
-from exchanges.base import ExchangeUnavailable, OrderRejected, OrderRequest
+from core.venue import ExchangeUnavailable, OrderRejected, OrderRequest
 from exchanges.paper import PaperExchange
 from tests.trading_harness import BTC, Stack, build_stack, long_signal
 

@@ -12,7 +12,7 @@ import pytest
 
 from core.models import OrderType, PositionStatus
 from core.records import RecordKind
-from exchanges.base import ExchangeUnavailable, OrderRequest, RequestTimeout
+from core.venue import ExchangeUnavailable, OrderRequest, RequestTimeout
 from exchanges.paper import PaperExchange
 from tests.trading_harness import BTC, Stack, build_stack, long_signal
 

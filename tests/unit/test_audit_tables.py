@@ -19,7 +19,7 @@ from core.records import (
     position_update_record,
     trade_record,
 )
-from database.pool import DatabaseUnavailable, is_unavailable, safe_url, translate
+from database.errors import DatabaseUnavailable, is_unavailable, safe_url, translate
 from database.repository import TABLES, WRITE_ORDER, BadRecord, group_rows, is_poison
 
 

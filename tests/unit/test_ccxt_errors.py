@@ -11,9 +11,9 @@ import ccxt
 import pytest
 from ccxt.base import errors as ccxt_errors
 
+from core import venue as base
 from core.models import OrderType, Side
-from exchanges import base
-from exchanges.base import OrderRequest
+from core.venue import OrderRequest
 from exchanges.ccxt_errors import (
     is_duplicate_id,
     is_translatable,

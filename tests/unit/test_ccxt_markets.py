@@ -12,7 +12,7 @@ import ccxt
 import pytest
 
 from core.models import Market, OrderType, Side
-from exchanges.base import InvalidOrder, OrderRequest
+from core.venue import InvalidOrder, OrderRequest
 from tests.unit.ccxt_fixtures import (
     adapter_for,
     binance_order,

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from config.settings import load_settings
 from core.errors import ValidationError
 from core.models import OrderStatus, OrderType, PositionSide, Side
-from exchanges.base import ExchangeAdapter, InvalidOrder, OrderRequest
+from core.venue import ExchangeAdapter, InvalidOrder, OrderRequest
 from exchanges.ccxt_adapter import CcxtAdapter
 from tests.unit.ccxt_fixtures import (
     adapter_for,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from core.models import OrderStatus, OrderType, PositionSide
-from exchanges.base import ExchangeOrder, ExchangePosition
+from core.venue import ExchangeOrder, ExchangePosition
 from exchanges.response import parse_order, parse_position
 from tests.unit.ccxt_fixtures import STATIC_DIR, adapter_for, static_markets
 

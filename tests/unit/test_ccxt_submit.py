@@ -11,9 +11,9 @@ from decimal import Decimal
 import ccxt
 import pytest
 
+from core import venue as base
 from core.models import OrderStatus, OrderType, Side
-from exchanges import base
-from exchanges.base import OrderRequest
+from core.venue import OrderRequest
 from tests.unit.ccxt_fixtures import (
     adapter_for,
     binance_algo_order,

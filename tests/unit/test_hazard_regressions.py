@@ -11,7 +11,7 @@ from typing import Any
 from core.models import OrderStatus, OrderType, PositionStatus, Side
 from core.order_requests import OrderSpec
 from core.records import RecordKind
-from exchanges.base import ExchangeUnavailable, OrderNotFound, OrderRejected, RequestTimeout
+from core.venue import ExchangeUnavailable, OrderNotFound, OrderRejected, RequestTimeout
 from exchanges.paper import PaperExchange
 from tests.trading_harness import BTC, ETH, Stack, build_stack, long_signal, short_signal
 
@@ -140,7 +140,7 @@ async def test_position_closed_outside_without_any_fill_closes_after_a_grace_lou
     only once flat for the grace period, then with a critical note and its stop
     cancelled."""
     from core.reconciler import Reconciler
-    from exchanges.base import OrderRequest
+    from core.venue import OrderRequest
 
     class NoHistory:
         def __init__(self, venue: PaperExchange) -> None:
@@ -194,7 +194,7 @@ async def test_a_manual_position_after_ours_closed_is_reported_not_adopted() -> 
     stack = build_stack()
     position = await stack.apm.open_position_atomic(long_signal())
     await stack.lifecycle.close_position(position.id)
-    from exchanges.base import OrderRequest
+    from core.venue import OrderRequest
 
     await stack.venue.create_order(
         OrderRequest("by-hand-1", BTC, Side.BUY, OrderType.MARKET, Decimal("0.5"))

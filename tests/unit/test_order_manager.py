@@ -266,7 +266,7 @@ def test_active_orders_filter_by_symbol_and_type() -> None:
 
 async def test_a_failing_venue_hook_does_not_stop_the_tick_loop() -> None:
     """A venue that cannot take a price (its store failed) does not stop triggers firing."""
-    from exchanges.base import ExchangeUnavailable
+    from core.venue import ExchangeUnavailable
 
     stack = build_stack()
     order = await stack.orders.place_order(spec(type="stop_market", trigger_price="49900"))

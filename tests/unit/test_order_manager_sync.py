@@ -17,7 +17,7 @@ from core.models import OrderStatus, OrderType
 from core.money import utcnow
 from core.order_requests import parse_order_request
 from core.records import RecordKind
-from exchanges.base import ExchangeError
+from core.venue import ExchangeError
 from exchanges.paper import PaperExchange
 from tests.trading_harness import BTC, build_stack, long_signal
 

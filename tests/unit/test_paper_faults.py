@@ -12,7 +12,7 @@ import pytest
 from config.settings import load_settings
 from core.errors import ValidationError
 from core.models import OrderStatus, OrderType, Side
-from exchanges.base import OrderRejected, OrderRequest, RequestTimeout
+from core.venue import OrderRejected, OrderRequest, RequestTimeout
 from exchanges.paper import PaperExchange
 from exchanges.paper_faults import PaperFaults
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.models import OrderStatus, OrderType, PositionSide, Side
-from exchanges.base import (
+from core.venue import (
     ExchangeUnavailable,
     InsufficientFunds,
     InvalidOrder,

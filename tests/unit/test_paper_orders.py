@@ -11,7 +11,7 @@ import pytest
 
 from core.errors import ValidationError
 from core.models import Market, OrderStatus, OrderType, Side
-from exchanges.base import ExchangeAdapter, InvalidOrder, OrderNotFound, OrderRequest
+from core.venue import ExchangeAdapter, InvalidOrder, OrderNotFound, OrderRequest
 from exchanges.paper import PaperExchange
 
 BTC = "BTC/USDT:USDT"

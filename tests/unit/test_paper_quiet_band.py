@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.models import OrderType, Side
+from core.venue import ExchangeError, OrderRequest
 from exchanges import paper_book
-from exchanges.base import ExchangeError, OrderRequest
 from exchanges.paper import PaperExchange
 
 BTC = "BTC/USDT:USDT"

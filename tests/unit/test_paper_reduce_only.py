@@ -7,7 +7,7 @@ from decimal import Decimal as D
 import pytest
 
 from core.models import OrderStatus, OrderType, Side
-from exchanges.base import InvalidOrder, OrderRequest
+from core.venue import InvalidOrder, OrderRequest
 from exchanges.paper import PaperExchange
 
 BTC = "BTC/USDT:USDT"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.models import OrderStatus, OrderType, Side
-from exchanges.base import ExchangeUnavailable, InvalidOrder, OrderRequest
+from core.venue import ExchangeUnavailable, InvalidOrder, OrderRequest
 from exchanges.paper import PaperExchange
 from exchanges.paper_store import JOURNAL, SNAPSHOT, PaperStateError
 

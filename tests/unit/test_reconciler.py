@@ -9,7 +9,7 @@ from decimal import Decimal
 from core.models import EntryType, OrderStatus, OrderType, PositionStatus, Side
 from core.order_requests import OrderSpec
 from core.records import RecordKind
-from exchanges.base import OrderRequest
+from core.venue import OrderRequest
 from tests.trading_harness import BTC, Stack, build_stack, long_signal
 
 

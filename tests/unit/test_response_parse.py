@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import ValidationError
 from core.models import Fill, OrderStatus, OrderType, PositionSide, Side
-from exchanges.base import ExchangeOrder, ExchangePosition
+from core.venue import ExchangeOrder, ExchangePosition
 from exchanges.response import (
     execution_price,
     handover_order_id,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from config.settings import SettingsError, load_settings
-from database.pool import safe_url
+from database.errors import safe_url
 
 ROOT = Path(__file__).resolve().parents[2]
 URLS = [

@@ -1,4 +1,4 @@
-"""The ExchangeAdapter protocol and the exchange error tree.
+"""The venue port: the ExchangeAdapter protocol, its value types and the exchange errors.
 
 ::
 
