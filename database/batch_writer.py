@@ -39,7 +39,7 @@ import asyncpg
 
 from config.logging import get_logger
 from core.records import AuditRecord, RecordKind
-from database.repository import (
+from database.audit_tables import (
     TABLES,
     Rows,
     TableSpec,

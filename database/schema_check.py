@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncpg
 
+from database.audit_tables import TABLES
 from database.errors import DatabaseError
 from database.migrate import discover
-from database.repository import TABLES
 
 
 class SchemaDrift(DatabaseError):

@@ -45,9 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from core.models import Order, OrderPurpose, OrderStatus, OrderType, Position, PositionSide, Side
 from core.records import AuditRecord, order_record, position_record
 from database.audit import AuditWriter
+from database.audit_tables import TABLES, RecordKind
 from database.migrate import migrate
 from database.pool import create_pool
-from database.repository import TABLES, RecordKind
 
 POSITIONS = 100
 BATCH = int(os.environ.get("AUDIT_BENCH_BATCH", "5000"))

@@ -19,8 +19,8 @@ from core.records import (
     position_update_record,
     trade_record,
 )
+from database.audit_tables import TABLES, WRITE_ORDER, BadRecord, group_rows, is_poison
 from database.errors import DatabaseUnavailable, is_unavailable, safe_url, translate
-from database.repository import TABLES, WRITE_ORDER, BadRecord, group_rows, is_poison
 
 
 def _order(cid: str = "td-main-p1-en-1", version: int = 1) -> Order:
