@@ -97,34 +97,7 @@ class Daemon:
         async with asyncio.TaskGroup() as group:
             ticks = group.create_task(self.tick_loop.run(), name="ticks")
             heartbeat = group.create_task(self._heartbeat(started), name="heartbeat")
-            loops = [
-                group.create_task(
-                    self._every(self.config.sync_interval_s, self._sync), name="sync"
-                ),
-            ]
-            if self.reconcile is not None:
-                loops.append(
-                    group.create_task(
-                        self._every(
-                            self.config.reconcile_interval_s, self.reconcile, skip_first=True
-                        ),
-                        name="reconcile",
-                    )
-                )
-            if self.save_trailing is not None:
-                loops.append(
-                    group.create_task(
-                        self._every(self.config.trailing_save_interval_s, self._save_trailing),
-                        name="trailing",
-                    )
-                )
-            if self.housekeeping is not None:
-                loops.append(
-                    group.create_task(
-                        self._every(self.config.housekeeping_interval_s, self.housekeeping),
-                        name="housekeeping",
-                    )
-                )
+            loops = self._start_loops(group)
             intake = group.create_task(self.intake.run(), name="intake") if self.intake else None
             self.notify.ready(self._summary())
             self.journal.event("daemon_ready", "start-up complete; trading")
@@ -132,33 +105,70 @@ class Daemon:
             await asyncio.wait({stop_wait, ticks}, return_when=asyncio.FIRST_COMPLETED)
             self.notify.stopping()
             self.journal.event("daemon_stopping", "stop requested; finishing in-flight work")
-            if self.intake is not None and intake is not None:
-                # 1. no new requests; the one in hand (an open, say) runs to its end.
-                self.intake.stop()
-                await asyncio.wait({intake}, timeout=self.config.drain_timeout_s)
-                intake.cancel()
-            ticks.cancel()
-            # 2. no new pass of any loop; the passes and venue calls under way finish.
-            self._winding_down.set()
-            cut_loops, cut_calls = await asyncio.gather(
-                self._finish(loops, self.config.drain_timeout_s),
-                self.tasks.drain(self.config.drain_timeout_s),
-            )
-            if cut_calls:
-                self.journal.event(
-                    "shutdown_cancelled_work",
-                    f"{cut_calls} venue calls did not finish in time; reconciliation resumes them",
-                    severity=Severity.WARNING,
-                )
-            if cut_loops:
-                self.journal.event(
-                    "shutdown_cancelled_work",
-                    f"did not finish in time: {', '.join(cut_loops)}; the next start redoes it",
-                    severity=Severity.WARNING,
-                )
+            await self._wind_down(ticks, intake, loops)
             await self._save_trailing_final()  # 3.
             heartbeat.cancel()
             stop_wait.cancel()
+
+    def _start_loops(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        """The periodic loops: sync always; reconcile, trailing saves and housekeeping
+        where they are wired."""
+        cfg = self.config
+        loops = [group.create_task(self._every(cfg.sync_interval_s, self._sync), name="sync")]
+        if self.reconcile is not None:
+            loops.append(
+                group.create_task(
+                    self._every(cfg.reconcile_interval_s, self.reconcile, skip_first=True),
+                    name="reconcile",
+                )
+            )
+        if self.save_trailing is not None:
+            loops.append(
+                group.create_task(
+                    self._every(cfg.trailing_save_interval_s, self._save_trailing),
+                    name="trailing",
+                )
+            )
+        if self.housekeeping is not None:
+            loops.append(
+                group.create_task(
+                    self._every(cfg.housekeeping_interval_s, self.housekeeping),
+                    name="housekeeping",
+                )
+            )
+        return loops
+
+    async def _wind_down(
+        self,
+        ticks: asyncio.Task[None],
+        intake: asyncio.Task[None] | None,
+        loops: list[asyncio.Task[None]],
+    ) -> None:
+        """Steps 1 and 2 of the orderly stop; what was cut short is said in an event."""
+        if self.intake is not None and intake is not None:
+            # 1. no new requests; the one in hand (an open, say) runs to its end.
+            self.intake.stop()
+            await asyncio.wait({intake}, timeout=self.config.drain_timeout_s)
+            intake.cancel()
+        ticks.cancel()
+        # 2. no new pass of any loop; the passes and venue calls under way finish.
+        self._winding_down.set()
+        cut_loops, cut_calls = await asyncio.gather(
+            self._finish(loops, self.config.drain_timeout_s),
+            self.tasks.drain(self.config.drain_timeout_s),
+        )
+        if cut_calls:
+            self.journal.event(
+                "shutdown_cancelled_work",
+                f"{cut_calls} venue calls did not finish in time; reconciliation resumes them",
+                severity=Severity.WARNING,
+            )
+        if cut_loops:
+            self.journal.event(
+                "shutdown_cancelled_work",
+                f"did not finish in time: {', '.join(cut_loops)}; the next start redoes it",
+                severity=Severity.WARNING,
+            )
 
     @staticmethod
     async def _finish(loops: list[asyncio.Task[None]], timeout_s: float) -> list[str]:

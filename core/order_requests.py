@@ -92,6 +92,45 @@ def parse_order_request(payload: Mapping[str, Any], now: datetime | None = None)
     trail_pct = _positive(payload, "trail_percent")
     trail_amt = _positive(payload, "trail_amount")
     activation = _positive(payload, "activation_price")
+    _check_type_fields(kind, side, price, trigger, trail_pct, trail_amt, activation)
+    expires_at = _expiry(payload, now or utcnow())
+    native = _bool(payload, "native")
+    if native and kind not in NATIVE_TYPES:
+        raise ValidationError("native", f"{kind.value.lower()} orders are emulated only")
+    source = _price_source(payload.get("price_source"))
+    if native and source is not PriceSource.LAST:
+        raise ValidationError(
+            "price_source", "applies to emulated orders; a native order uses the venue's"
+        )
+    position_id = _position_id(payload)
+    return OrderSpec(
+        symbol=symbol.strip(),
+        side=side,
+        type=kind,
+        amount=amount,
+        price=price,
+        trigger_price=trigger,
+        trail_percent=trail_pct,
+        trail_amount=trail_amt,
+        activation_price=activation,
+        expires_at=expires_at,
+        reduce_only=_bool(payload, "reduce_only"),
+        native=native,
+        position_id=position_id,
+        price_source=source,
+    )
+
+
+def _check_type_fields(
+    kind: OrderType,
+    side: Side,
+    price: Decimal | None,
+    trigger: Decimal | None,
+    trail_pct: Decimal | None,
+    trail_amt: Decimal | None,
+    activation: Decimal | None,
+) -> None:
+    """The prices each order type needs, and only those; raise naming the first bad one."""
     if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) and price is None:
         raise ValidationError("price", f"is required for a {kind.value.lower()} order")
     triggered = (OrderType.STOP_MARKET, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_MARKET)
@@ -115,15 +154,9 @@ def parse_order_request(payload: Mapping[str, Any], now: datetime | None = None)
             raise ValidationError("trail_percent", "must be between 0 and 100", trail_pct)
     elif trail_pct is not None or trail_amt is not None or activation is not None:
         raise ValidationError("trail_percent", "trailing fields are only for trailing_stop orders")
-    expires_at = _expiry(payload, now or utcnow())
-    native = _bool(payload, "native")
-    if native and kind not in NATIVE_TYPES:
-        raise ValidationError("native", f"{kind.value.lower()} orders are emulated only")
-    source = _price_source(payload.get("price_source"))
-    if native and source is not PriceSource.LAST:
-        raise ValidationError(
-            "price_source", "applies to emulated orders; a native order uses the venue's"
-        )
+
+
+def _position_id(payload: Mapping[str, Any]) -> int | None:
     position_id = payload.get("position_id")
     if position_id is not None and (
         isinstance(position_id, bool)
@@ -131,22 +164,7 @@ def parse_order_request(payload: Mapping[str, Any], now: datetime | None = None)
         or not 0 < position_id < 2**63
     ):
         raise ValidationError("position_id", "must be a position id", position_id)
-    return OrderSpec(
-        symbol=symbol.strip(),
-        side=side,
-        type=kind,
-        amount=amount,
-        price=price,
-        trigger_price=trigger,
-        trail_percent=trail_pct,
-        trail_amount=trail_amt,
-        activation_price=activation,
-        expires_at=expires_at,
-        reduce_only=_bool(payload, "reduce_only"),
-        native=native,
-        position_id=position_id,
-        price_source=source,
-    )
+    return position_id
 
 
 def _price_source(value: Any) -> PriceSource:
