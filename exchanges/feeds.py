@@ -123,7 +123,7 @@ def build_feed(settings: Settings, adapter: Any = None, *, interval_s: float = 1
             raise ValueError("TRADER_FEED=exchange needs an exchange adapter")
         # Watched through a ccxt pro instance of the same venue where ccxt has one; the
         # adapter stays the polling fallback. The feed closes the watcher with itself.
-        from exchanges.ccxt_adapter import price_watcher_from_settings  # imports ccxt
+        from exchanges.ccxt_client import price_watcher_from_settings  # imports ccxt
 
         watcher = price_watcher_from_settings(settings)
         return ExchangeFeed(adapter, settings.symbols, watcher=watcher)

@@ -2,7 +2,7 @@
 
 ``ExchangeFeed(source, symbols, watcher=...)``:
 
-- ``watcher`` (a ccxt pro instance of the venue, :func:`exchanges.ccxt_adapter.price_watcher`)
+- ``watcher`` (a ccxt pro instance of the venue, :func:`exchanges.ccxt_client.price_watcher`)
   streams ticks through ``watch_ticker``; the feed owns it and closes it with itself.
   Without one, ``source`` is watched when it has a usable ``watch_ticker`` (ccxt pro,
   ``has["watchTicker"]`` not false).
