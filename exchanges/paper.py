@@ -44,8 +44,9 @@ from core.venue import (
     OrderRequest,
     RequestTimeout,
 )
-from exchanges.paper_book import TRIGGER_TYPES, Delta, PaperBook, PaperOrder
+from exchanges.paper_book import PaperBook
 from exchanges.paper_faults import FaultDice, PaperFaults
+from exchanges.paper_ledger import TRIGGER_TYPES, Delta, PaperOrder
 from exchanges.paper_markets import BUILTIN_MARKETS, MarketTable, load_markets_file
 from exchanges.paper_store import PaperStore, encode_delta
 

@@ -1,7 +1,7 @@
 """Durable state of the paper venue: a snapshot plus an append-only journal of JSON lines.
 
 Why this shape: every venue call that changes state appends exactly one line (the
-:class:`~exchanges.paper_book.Delta` of that call) with a single ``write`` and an
+:class:`~exchanges.paper_ledger.Delta` of that call) with a single ``write`` and an
 ``fdatasync`` before the call returns, so a ``kill -9`` or a power cut after the return
 cannot lose it, and a crash during the write leaves at most a torn last line, which
 loading ignores (that call never returned). On an idle disk of the development VM a
@@ -35,7 +35,8 @@ from typing import Any
 
 from core.models import Fill, OrderStatus, OrderType, Side, Tick
 from core.venue import ExchangeError
-from exchanges.paper_book import Delta, PaperBook, PaperOrder, PaperPosition
+from exchanges.paper_book import PaperBook
+from exchanges.paper_ledger import Delta, PaperOrder, PaperPosition
 
 FORMAT_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
