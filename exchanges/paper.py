@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config.logging import get_logger
-from core.models import Fill, Market, OrderStatus, PositionSide, Tick
+from core.models import Fill, Market, Tick
 from core.money import ZERO, require_aware, to_decimal, utcnow
 from core.resource import AsyncResource
 from core.venue import (
@@ -46,28 +46,21 @@ from core.venue import (
 )
 from exchanges.paper_book import PaperBook
 from exchanges.paper_faults import FaultDice, PaperFaults
-from exchanges.paper_ledger import TRIGGER_TYPES, Delta, PaperOrder
+from exchanges.paper_ledger import TRIGGER_TYPES, PaperOrder
 from exchanges.paper_markets import BUILTIN_MARKETS, MarketTable, load_markets_file
 from exchanges.paper_store import PaperStore, encode_delta
+from exchanges.paper_views import (
+    PaperBalance,
+    PositionHistory,
+    acknowledgement,
+    order_view,
+    position_view,
+)
 
 if TYPE_CHECKING:
     from config.settings import Settings
 
 log = get_logger(__name__)
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# A position as fetch_positions shows it: (quantity signed, entry price), None when flat.
-_PositionView = tuple[Decimal, Decimal] | None
-
-
-@dataclass(frozen=True, slots=True)
-class PaperBalance:
-    """The paper account's quote balance: total, margin in use, and what is free."""
-
-    currency: str
-    total: Decimal
-    used: Decimal
-    free: Decimal
 
 
 class PaperExchange(AsyncResource):
@@ -114,9 +107,7 @@ class PaperExchange(AsyncResource):
             self._store.open(self._book)
         self._closed = False
         # Position history for the position_lag_s fault: per symbol, (changed_at, view).
-        self._history: dict[str, list[tuple[datetime, _PositionView]]] = {
-            s: [(_EPOCH, (p.qty, p.entry_price))] for s, p in self._book.positions.items()
-        }
+        self._history = PositionHistory(self._book.positions)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> PaperExchange:
@@ -221,9 +212,9 @@ class PaperExchange(AsyncResource):
         if self._dice.roll(faults.id_only_reply):
             return ExchangeOrder(reply.symbol, reply.exchange_order_id, reply.client_order_id)
         if self._dice.roll(faults.no_average_price):
-            reply = _acknowledgement(reply)
+            reply = acknowledgement(reply)
         if self._dice.roll(faults.no_status):
-            reply = _replace_status(reply, None)
+            reply = replace(reply, status=None)
         return reply
 
     async def cancel_order(
@@ -282,28 +273,16 @@ class PaperExchange(AsyncResource):
         wanted = None if symbols is None else {self._markets.resolve(s).symbol for s in symbols}
         cutoff = self._now() - timedelta(seconds=float(self._faults.position_lag_s))
         result = []
-        for symbol in sorted(self._history):
+        for symbol in self._history.symbols():
             if wanted is not None and symbol not in wanted:
                 continue
-            view = _visible(self._history[symbol], cutoff)
+            view = self._history.visible(symbol, cutoff)
             if view is None:
                 continue
-            qty, entry = view
             tick = self._book.prices.get(symbol)
-            mark = None if tick is None else tick.price
             size = self._markets.resolve(symbol).contract_size
-            result.append(
-                ExchangePosition(
-                    symbol=symbol,
-                    side=PositionSide.LONG if qty > 0 else PositionSide.SHORT,
-                    quantity=abs(qty),
-                    entry_price=entry,
-                    mark_price=mark,
-                    unrealized_pnl=None if mark is None else (mark - entry) * qty * size,
-                    leverage=self._book.leverage,
-                    ts=self._now(),
-                )
-            )
+            mark = None if tick is None else tick.price
+            result.append(position_view(symbol, view, mark, size, self._book.leverage, self._now()))
         return result
 
     async def fetch_fills(
@@ -383,7 +362,7 @@ class PaperExchange(AsyncResource):
         delta = self._book.take_delta()
         if delta is None:
             return
-        self._remember_positions(delta)
+        self._history.remember(delta, self._now, self._faults.position_lag_s)
         if self._store is None:
             return
         try:
@@ -416,90 +395,6 @@ class PaperExchange(AsyncResource):
         self._book.partial_fill = old.partial_fill
         self._store.open(self._book)
 
-    def _remember_positions(self, delta: Delta) -> None:
-        if not delta.positions:
-            return
-        now = self._now()
-        lag = self._faults.position_lag_s
-        cutoff = now - timedelta(seconds=float(lag))
-        for symbol, position in delta.positions.items():
-            view = None if position is None else (position.qty, position.entry_price)
-            if not lag:
-                self._history[symbol] = [(now, view)]
-                continue
-            history = self._history.setdefault(symbol, [])
-            history.append((now, view))
-            # Keep the newest entry at or before the cutoff and everything after it.
-            keep_from = 0
-            for index, (changed_at, _) in enumerate(history):
-                if changed_at <= cutoff:
-                    keep_from = index
-            if keep_from:
-                del history[:keep_from]
-
     def _view(self, order: PaperOrder) -> ExchangeOrder:
         fills = tuple(self._book.fills_by_order.get(order.id, ()))
-        return ExchangeOrder(
-            symbol=order.symbol,
-            exchange_order_id=order.id,
-            client_order_id=order.client_order_id,
-            status=order.status,
-            side=order.side,
-            type=order.type,
-            amount=order.amount,
-            filled=order.filled,
-            remaining=order.remaining,
-            average_price=order.average_price,
-            price=order.price,
-            trigger_price=order.trigger_price,
-            reduce_only=order.reduce_only,
-            fee=order.fee,
-            fee_currency=self._markets.resolve(order.symbol).quote,
-            fills=fills,
-            ts=order.updated_at,
-            raw={
-                "venue": "paper",
-                "time_in_force": order.time_in_force,
-                "triggered": order.triggered,
-                "reason": order.reason,
-                "created_at": order.created_at,
-            },
-        )
-
-
-def _visible(history: list[tuple[datetime, _PositionView]], cutoff: datetime) -> _PositionView:
-    """The newest recorded position state at or before ``cutoff`` (flat before any)."""
-    view: _PositionView = None
-    for changed_at, state in history:
-        if changed_at > cutoff:
-            break
-        view = state
-    return view
-
-
-def _acknowledgement(reply: ExchangeOrder) -> ExchangeOrder:
-    """What Binance USD-M answers a market order with: NEW, nothing filled, no average."""
-    return ExchangeOrder(
-        symbol=reply.symbol,
-        exchange_order_id=reply.exchange_order_id,
-        client_order_id=reply.client_order_id,
-        status=OrderStatus.NEW,
-        side=reply.side,
-        type=reply.type,
-        amount=reply.amount,
-        filled=ZERO,
-        remaining=reply.amount,
-        average_price=None,
-        price=reply.price,
-        trigger_price=reply.trigger_price,
-        reduce_only=reply.reduce_only,
-        fee=None,
-        fee_currency=None,
-        fills=(),
-        ts=reply.ts,
-        raw={**reply.raw, "ack": True},
-    )
-
-
-def _replace_status(reply: ExchangeOrder, status: OrderStatus | None) -> ExchangeOrder:
-    return replace(reply, status=status)
+        return order_view(order, fills, self._markets.resolve(order.symbol).quote)
