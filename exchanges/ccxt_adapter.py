@@ -58,11 +58,8 @@ from exchanges.ccxt_params import (
     is_conditional,
     order_params,
 )
-from exchanges.response import (
-    parse_fill,
-    parse_position,
-    positive_or_zero,
-)
+from exchanges.ccxt_values import positive_or_zero
+from exchanges.response import parse_fill, parse_position
 
 if TYPE_CHECKING:
     from config.settings import Settings

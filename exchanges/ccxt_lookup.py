@@ -30,11 +30,7 @@ from exchanges.ccxt_errors import (
     submit_outcome_unknown,
 )
 from exchanges.ccxt_markets import CcxtMarkets
-from exchanges.response import (
-    handover_order_id,
-    is_handed_over,
-    merge_handover,
-)
+from exchanges.response_status import handover_order_id, is_handed_over, merge_handover
 
 if TYPE_CHECKING:
     pass

@@ -42,12 +42,8 @@ from exchanges.ccxt_params import (
     VenueProfile,
     profile_for,
 )
-from exchanges.response import (
-    known_price,
-    parse_market,
-    parse_order,
-    parse_timestamp,
-)
+from exchanges.ccxt_values import known_price, parse_timestamp
+from exchanges.response import parse_market, parse_order
 
 if TYPE_CHECKING:
     pass

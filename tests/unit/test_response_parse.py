@@ -11,15 +11,8 @@ import pytest
 from core.errors import ValidationError
 from core.models import Fill, OrderStatus, OrderType, PositionSide, Side
 from core.venue import ExchangeOrder, ExchangePosition
-from exchanges.response import (
-    execution_price,
-    handover_order_id,
-    merge_handover,
-    parse_fill,
-    parse_order,
-    parse_position,
-    parse_status,
-)
+from exchanges.response import execution_price, parse_fill, parse_order, parse_position
+from exchanges.response_status import handover_order_id, merge_handover, parse_status
 
 
 def unified(**fields: Any) -> dict[str, Any]:
