@@ -52,9 +52,19 @@ from datetime import datetime
 from decimal import Decimal
 
 from core.errors import ValidationError
-from core.models import Order, OrderType, PriceSource, Side
-from core.money import HUNDRED, ONE, ZERO, require_aware
-from core.trailing import Armed, ArmedItem, DeadCount, TrailingSet
+from core.models import Order, OrderType, Side
+from core.money import ZERO, require_aware
+from core.trailing import Armed, DeadCount
+from core.trigger_structures import (
+    STREAM_SEP,
+    SymbolBook,
+    pop_levels,
+    positive,
+    prepare_level,
+    prepare_trailing,
+    stream_key,
+    usable,
+)
 
 _EMULATED = frozenset(
     {
@@ -101,92 +111,6 @@ class TrailingState:
 
 
 _NOTHING = TickResult()
-# Separates a symbol from the price it is watched by in a book key. Orders on the last
-# trade (nearly all) are keyed by the bare symbol, so the common tick needs no other key.
-_SEP = "\x1f"
-
-
-def _stream(order: Order) -> str:
-    """The key of the book an order lives in: its symbol and the price it watches."""
-    source = order.price_source
-    if source is PriceSource.LAST:
-        return order.symbol
-    if source is PriceSource.MARK:
-        return f"{order.symbol}{_SEP}mark"
-    return f"{order.symbol}{_SEP}{'ask' if order.side == Side.BUY else 'bid'}"
-
-
-_INFINITY = Decimal("Infinity")
-_NEVER_QUIET = (_INFINITY, -_INFINITY, _INFINITY, -_INFINITY)
-
-
-def _usable(value: Decimal | None) -> bool:
-    return value is not None and value.is_finite() and value > ZERO
-
-
-class _SymbolBook:
-    """The structures of one symbol."""
-
-    __slots__ = ("above", "below", "buys", "expiry", "quiet", "sells", "sets")
-
-    def __init__(self) -> None:
-        # Where a tick changes nothing here (see quiet_band); None: to be computed. Every
-        # change to the structures (arming, a tick that does work, compaction) drops it.
-        self.quiet: tuple[Decimal, Decimal, Decimal, Decimal] | None = None
-        self.above: list[ArmedItem] = []  # (level, seq, entry): fires when p ≥ level
-        self.below: list[ArmedItem] = []  # (−level, seq, entry): fires when p ≤ level
-        self.expiry: list[tuple[datetime, int, Armed]] = []
-        self.sets: dict[tuple[bool, bool], TrailingSet] = {}  # (sell, percent) → set
-        self.sells: list[TrailingSet] = []
-        self.buys: list[TrailingSet] = []
-
-    def trailing_set(
-        self, sell: bool, percent: bool, counter: DeadCount, slack: int
-    ) -> TrailingSet:
-        tset = self.sets.get((sell, percent))
-        if tset is None:
-            tset = TrailingSet(sell=sell, percent=percent, counter=counter, slack=slack)
-            self.sets[(sell, percent)] = tset
-            (self.sells if sell else self.buys).append(tset)
-        return tset
-
-    def quiet_band(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
-        """``(low, high, floor, cap)``: a price ``p`` with ``low < p < high`` and
-        ``floor ≤ p ≤ cap`` fires nothing, activates nothing and raises no trailing peak.
-
-        The exact complement of the tick path's own tests, heap top by heap top: a simple
-        trigger above fires at ``p ≥ level``, below at ``p ≤ level``; a trailing set works
-        when it has pending orders, when the price reaches its next activation, when it
-        passes its top group's peak (trough) or reaches its tightest stop.
-        """
-        low, high, floor, cap = -_INFINITY, _INFINITY, -_INFINITY, _INFINITY
-        if self.above:
-            high = self.above[0][0]
-        if self.below:
-            low = -self.below[0][0]
-        for tset in self.sells:  # signed price q = p
-            if tset.pending:
-                return _NEVER_QUIET
-            if tset.activation:
-                high = min(high, tset.activation[0][0])
-            if tset.stack:
-                cap = min(cap, tset.stack[-1].peak)
-            if tset.index:
-                low = max(low, -tset.index[0][0])
-        for tset in self.buys:  # signed price q = −p
-            if tset.pending:
-                return _NEVER_QUIET
-            if tset.activation:
-                low = max(low, -tset.activation[0][0])
-            if tset.stack:
-                floor = max(floor, -tset.stack[-1].peak)
-            if tset.index:
-                high = min(high, tset.index[0][0])
-        return low, high, floor, cap
-
-    def stored(self) -> int:
-        trailing = sum(t.stored() for t in self.sets.values())
-        return len(self.above) + len(self.below) + len(self.expiry) + trailing
 
 
 class TriggerBook:
@@ -198,7 +122,7 @@ class TriggerBook:
 
     def __init__(self, *, compact_min: int = 1024) -> None:
         self._entries: dict[str, Armed] = {}
-        self._books: dict[str, _SymbolBook] = {}
+        self._books: dict[str, SymbolBook] = {}
         # Per symbol, the keys of its books on other prices than the last trade.
         self._streams: dict[str, list[str]] = {}
         self._dead = DeadCount()
@@ -237,10 +161,10 @@ class TriggerBook:
             raise ValidationError("initial_price", "is only for trailing stops", initial_price)
         self._seq += 1
         entry = Armed(cid, order.symbol, self._seq, created_at, expires_at)
-        entry.stream = _stream(order)
+        entry.stream = stream_key(order)
         # Validate everything first (the _prepare_* raise); only then touch the structures.
         if order.type == OrderType.TRAILING_STOP:
-            extreme = self._prepare_trailing(entry, order, sell, initial_price)
+            extreme = prepare_trailing(entry, order, sell, initial_price)
             book = self._book(entry.stream)
             percent = order.trail_percent is not None
             tset = book.trailing_set(sell, percent, self._dead, self._compact_min)
@@ -251,7 +175,7 @@ class TriggerBook:
                 tset.add_active(entry, extreme)
             else:
                 tset.add_pending(entry)
-        elif self._prepare_level(entry, order, sell):
+        elif prepare_level(entry, order, sell):
             book = self._book(entry.stream)
             heapq.heappush(book.above, (entry.level, entry.seq, entry))
         else:
@@ -262,12 +186,12 @@ class TriggerBook:
         book.quiet = None
         self._entries[cid] = entry
 
-    def _book(self, key: str) -> _SymbolBook:
+    def _book(self, key: str) -> SymbolBook:
         book = self._books.get(key)
         if book is None:
-            book = self._books[key] = _SymbolBook()
-            if _SEP in key:
-                self._streams.setdefault(key.split(_SEP, 1)[0], []).append(key)
+            book = self._books[key] = SymbolBook()
+            if STREAM_SEP in key:
+                self._streams.setdefault(key.split(STREAM_SEP, 1)[0], []).append(key)
         return book
 
     def remove(self, client_order_id: str) -> bool:
@@ -299,8 +223,8 @@ class TriggerBook:
         parts = [self._evaluate(symbol, symbol, price, ts)]
         quotes = {"mark": mark, "bid": bid, "ask": ask}
         for key in others:
-            own = quotes[key.split(_SEP, 1)[1]]
-            watched = own if own is not None and _usable(own) else price
+            own = quotes[key.split(STREAM_SEP, 1)[1]]
+            watched = own if own is not None and usable(own) else price
             parts.append(self._evaluate(key, symbol, watched, ts))
         return _merge(parts)
 
@@ -329,10 +253,10 @@ class TriggerBook:
             expired = self._expire(queue, ts)
         heap = book.above
         if heap and heap[0][0] <= price:
-            fired = _pop_levels(heap, price, fired, self._dead)
+            fired = pop_levels(heap, price, fired, self._dead)
         heap = book.below
         if heap and heap[0][0] <= negp:
-            fired = _pop_levels(heap, negp, fired, self._dead)
+            fired = pop_levels(heap, negp, fired, self._dead)
         for tset in book.sells:
             hits = tset.on_tick(price, negp)
             if hits is not None:
@@ -405,7 +329,7 @@ class TriggerBook:
             if entry.tset is None:
                 raise ValidationError("client_order_id", "is not a trailing stop", entry.cid)
             if state.activated:
-                _positive(state.extreme, "extreme")
+                positive(state.extreme, "extreme")
             todo.append((entry, state))
         for entry, state in todo:
             self._replace_trailing(entry, state)
@@ -430,51 +354,6 @@ class TriggerBook:
             tset.add_pending(fresh)
         self._maybe_compact()
 
-    # -- validation --------------------------------------------------------------------
-    @staticmethod
-    def _prepare_level(entry: Armed, order: Order, sell: bool) -> bool:
-        """Set a simple trigger's level; return True if it fires when ``p ≥ level``."""
-        if order.type == OrderType.LIMIT:
-            entry.level = _positive(order.price, "price")
-            return sell
-        entry.level = _positive(order.trigger_price, "trigger_price")
-        if order.type == OrderType.TAKE_PROFIT_MARKET:
-            return sell
-        if order.type == OrderType.STOP_LIMIT:
-            _positive(order.limit_price, "limit_price")
-        return not sell  # stops: a buy stop fires on the way up, a sell stop on the way down
-
-    @staticmethod
-    def _prepare_trailing(
-        entry: Armed, order: Order, sell: bool, initial_price: Decimal | None
-    ) -> Decimal | None:
-        """Set a trailing order's parameters; return its initial extreme, if any."""
-        pct, amount = order.trail_percent, order.trail_amount
-        if (pct is None) == (amount is None):
-            raise ValidationError(
-                "trail_percent", "give exactly one of trail_percent, trail_amount"
-            )
-        if pct is not None:
-            pct = _positive(pct, "trail_percent")
-            if pct >= HUNDRED:
-                raise ValidationError("trail_percent", "must be a percentage below 100", pct)
-            entry.param = pct
-            entry.factor = ONE - pct / HUNDRED if sell else ONE + pct / HUNDRED
-        else:
-            entry.param = entry.amount = _positive(amount, "trail_amount")
-        activation = order.activation_price
-        if activation is not None:
-            activation = _positive(activation, "activation_price")
-            entry.activation_key = activation if sell else activation.copy_negate()
-            if initial_price is not None:
-                raise ValidationError(
-                    "initial_price", "is not allowed with an activation_price", initial_price
-                )
-            return None
-        if initial_price is not None:
-            return _positive(initial_price, "initial_price")
-        return None
-
     # -- housekeeping ------------------------------------------------------------------
     def _maybe_compact(self) -> None:
         if self._dead.dead > self._compact_min and self._dead.dead > len(self._entries):
@@ -494,8 +373,8 @@ class TriggerBook:
                 tset.compact()
             if not (book.above or book.below or book.expiry or any(book.sets.values())):
                 del self._books[key]
-                if _SEP in key:
-                    symbol = key.split(_SEP, 1)[0]
+                if STREAM_SEP in key:
+                    symbol = key.split(STREAM_SEP, 1)[0]
                     self._streams[symbol].remove(key)
                     if not self._streams[symbol]:
                         del self._streams[symbol]
@@ -516,31 +395,3 @@ def _merge(parts: list[TickResult]) -> TickResult:
         key=lambda f: (f.trigger_price, f.created_at, f.client_order_id),
     )
     return TickResult(fired=tuple(fired), expired=tuple(c for p in parts for c in p.expired))
-
-
-def _pop_levels(
-    heap: list[ArmedItem],
-    bound: Decimal,
-    fired: list[tuple[Decimal, Armed]] | None,
-    dead: DeadCount,
-) -> list[tuple[Decimal, Armed]] | None:
-    """Pop every entry whose key is ≤ ``bound`` (it fires); skip dead ones."""
-    while heap and heap[0][0] <= bound:
-        entry = heapq.heappop(heap)[2]
-        if not entry.alive:
-            dead.dead -= 1
-            continue
-        entry.alive = False
-        if fired is None:
-            fired = []
-        fired.append((entry.level, entry))
-    return fired
-
-
-def _positive(value: Decimal | None, field: str) -> Decimal:
-    """``value`` as a finite Decimal > 0, else a ValidationError naming ``field``."""
-    if value is None:
-        raise ValidationError(field, "is required for this order type")
-    if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
-        raise ValidationError(field, "must be a finite Decimal greater than 0", value)
-    return value
