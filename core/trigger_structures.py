@@ -12,7 +12,8 @@ from decimal import Decimal
 from core.errors import ValidationError
 from core.models import Order, OrderType, PriceSource, Side
 from core.money import HUNDRED, ONE, ZERO
-from core.trailing import Armed, ArmedItem, DeadCount, TrailingSet
+from core.trailing import TrailingSet
+from core.trailing_groups import Armed, ArmedItem, DeadCount
 
 # Separates a symbol from the price it is watched by in a book key. Orders on the last
 # trade (nearly all) are keyed by the bare symbol, so the common tick needs no other key.

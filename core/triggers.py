@@ -54,7 +54,7 @@ from decimal import Decimal
 from core.errors import ValidationError
 from core.models import Order, OrderType, Side
 from core.money import ZERO, require_aware
-from core.trailing import Armed, DeadCount
+from core.trailing_groups import Armed, DeadCount
 from core.trigger_structures import (
     STREAM_SEP,
     SymbolBook,
