@@ -39,18 +39,10 @@ from decimal import Decimal
 
 from core.audit_gate import require_trail
 from core.errors import PositionConflict, ValidationError
-from core.models import (
-    EntryType,
-    Market,
-    Order,
-    OrderPurpose,
-    OrderStatus,
-    OrderType,
-    Position,
-    PositionStatus,
-    Signal,
-)
+from core.models import EntryType, Market, Signal
+from core.order_model import Order, OrderPurpose, OrderStatus, OrderType
 from core.position_book import LivePosition
+from core.position_model import Position, PositionStatus
 from core.position_steps import ApmConfig, PositionIds
 from core.protection import Protector
 from core.records import Severity

@@ -10,16 +10,10 @@ from __future__ import annotations
 import asyncio
 
 from core.execution import Update
-from core.models import (
-    Fill,
-    Order,
-    OrderPurpose,
-    OrderType,
-    Position,
-    PositionStatus,
-)
 from core.money import ZERO
+from core.order_model import Fill, Order, OrderPurpose, OrderType
 from core.position_book import LivePosition
+from core.position_model import Position, PositionStatus
 from core.position_steps import PositionSteps
 from core.records import Severity
 from core.retry import Backoff, retry_transient

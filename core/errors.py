@@ -4,7 +4,7 @@
 
     TraderError               root of everything this project raises on purpose
     ├── ValidationError       bad input (signal, command, order, setting); final, names the field
-    ├── InvalidTransition     a status move core/models.py forbids: a bug, never retried
+    ├── InvalidTransition     a status move core/order_model.py forbids: a bug, never retried
     ├── PositionConflict      a second open position on one market; final
     ├── AuditUnavailable      no new risk while the audit trail cannot be kept; retry later
     └── ExchangeError         (core/venue.py) everything a venue can answer

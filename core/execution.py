@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from core.journal import Journal
-from core.models import Fill, Order, OrderStatus, OrderType
+from core.order_model import Fill, Order, OrderStatus, OrderType
 from core.order_sync import apply_snapshot, unknown_reply
 from core.retry import Backoff, retry_transient
 from core.venue import (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from core.models import OrderPurpose
+from core.order_model import OrderPurpose
 
 PREFIX = "td"
 MAX_LENGTH = 36

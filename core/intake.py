@@ -19,11 +19,12 @@ import structlog
 
 from core.atomic_position_manager import AtomicPositionManager
 from core.errors import AuditUnavailable, PositionConflict, TraderError, ValidationError
-from core.models import Order, OrderType, Position, PositionStatus
 from core.order_manager import OrderManager
+from core.order_model import Order, OrderType
 from core.order_requests import parse_order_request
 from core.position_book import LivePosition, PositionBook
 from core.position_lifecycle import PositionLifecycle
+from core.position_model import Position, PositionStatus
 from core.request_check import (
     check_command,
     check_signal,

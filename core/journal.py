@@ -14,7 +14,8 @@ from typing import Any
 
 import structlog
 
-from core.models import Fill, Order, OrderStatus, Position
+from core.order_model import Fill, Order, OrderStatus
+from core.position_model import Position
 from core.records import (
     AuditSink,
     Severity,

@@ -22,8 +22,9 @@ from core.errors import ValidationError
 from core.execution import Executor, Update, refused, request_for
 from core.ids import client_order_id, request_owner
 from core.journal import Journal
-from core.models import Order, OrderPurpose, OrderStatus, OrderType, PriceSource, Side, Tick
+from core.models import PriceSource, Side, Tick
 from core.money import utcnow
+from core.order_model import Order, OrderPurpose, OrderStatus, OrderType
 from core.order_requests import OrderSpec, check_order
 from core.position_book import PositionBook
 from core.prices import PriceBoard

@@ -15,7 +15,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from core.errors import ValidationError
-from core.models import Market, OrderType, PriceSource, Side
+from core.models import Market, PriceSource, Side
 from core.money import (
     HUNDRED,
     floor_to_step,
@@ -24,6 +24,7 @@ from core.money import (
     round_to_step,
     utcnow,
 )
+from core.order_model import OrderType
 
 NATIVE_TYPES = frozenset({OrderType.LIMIT, OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET})
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

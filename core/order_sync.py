@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.models import Fill, Order, OrderStatus, can_transition
 from core.money import ZERO, utcnow
+from core.order_model import Fill, Order, OrderStatus, can_transition
 from core.restore import RECORDED
 from core.venue import ExchangeOrder
 

@@ -17,7 +17,9 @@ from typing import Any
 
 from core.errors import PositionConflict
 from core.ids import client_order_id, position_owner
-from core.models import Order, OrderPurpose, OrderType, Position, Signal
+from core.models import Signal
+from core.order_model import Order, OrderPurpose, OrderType
+from core.position_model import Position
 from core.positions import Marks, StopRules
 from core.stop_gate import StopGate
 

@@ -13,17 +13,10 @@ import asyncio
 from core.entry_lookup import EntryLookup
 from core.execution import Update
 from core.ids import is_ours
-from core.models import (
-    Fill,
-    Order,
-    OrderPurpose,
-    OrderStatus,
-    OrderType,
-    Position,
-    PositionStatus,
-)
 from core.money import ZERO
+from core.order_model import Fill, Order, OrderPurpose, OrderStatus, OrderType
 from core.position_book import LivePosition
+from core.position_model import Position, PositionStatus
 from core.records import Severity
 from core.retry import Backoff, retry_transient
 from core.venue import (

@@ -25,14 +25,11 @@ from decimal import Decimal
 
 from core.errors import ValidationError
 from core.execution import Update
-from core.models import (
-    OrderPurpose,
-    Position,
-    PositionStatus,
-    Tick,
-)
+from core.models import Tick
 from core.money import utcnow
+from core.order_model import OrderPurpose
 from core.position_book import LivePosition
+from core.position_model import Position, PositionStatus
 from core.position_sync import PositionSync
 from core.positions import stop_is_through, stop_target
 from core.records import Severity

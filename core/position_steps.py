@@ -18,14 +18,10 @@ from typing import Protocol
 from core.audit_gate import TrailHealth
 from core.execution import Executor
 from core.journal import Journal
-from core.models import (
-    Order,
-    Position,
-    PositionStatus,
-    position_end_note,
-)
 from core.money import utcnow
+from core.order_model import Order
 from core.position_book import LivePosition, PositionBook
+from core.position_model import Position, PositionStatus, position_end_note
 from core.records import Severity
 from core.retry import retry_transient
 from core.venue import (

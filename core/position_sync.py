@@ -22,15 +22,9 @@ from core.atomic_position_manager import AtomicPositionManager
 from core.errors import ValidationError
 from core.execution import Executor, Update
 from core.journal import Journal
-from core.models import (
-    Order,
-    OrderPurpose,
-    OrderStatus,
-    Position,
-    PositionStatus,
-    position_end_note,
-)
+from core.order_model import Order, OrderPurpose, OrderStatus
 from core.position_book import LivePosition, PositionBook
+from core.position_model import Position, PositionStatus, position_end_note
 from core.prices import PriceBoard
 from core.records import Severity
 from core.retry import retry_transient

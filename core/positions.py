@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
 
-from core.models import Position, PositionSide
+from core.models import PositionSide
 from core.money import HUNDRED, ONE, ZERO, round_to_step, utcnow
+from core.position_model import Position
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,16 +12,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 from core.errors import ValidationError
-from core.models import (
-    Order,
-    OrderPurpose,
-    OrderStatus,
-    OrderType,
-    Position,
-    PositionStatus,
-)
+from core.order_model import Order, OrderPurpose, OrderStatus, OrderType
 from core.position_book import LivePosition
 from core.position_exits import PositionExits
+from core.position_model import Position, PositionStatus
 from core.positions import StopRules, stop_is_through
 from core.records import Severity
 from core.signals import (

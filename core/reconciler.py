@@ -35,17 +35,12 @@ from decimal import Decimal
 from core.atomic_position_manager import AtomicPositionManager
 from core.execution import Executor
 from core.journal import Journal
-from core.models import (
-    Order,
-    OrderPurpose,
-    OrderStatus,
-    Position,
-    PositionStatus,
-)
 from core.money import ZERO
 from core.order_manager import OrderManager
+from core.order_model import Order, OrderPurpose, OrderStatus
 from core.position_book import LivePosition, PositionBook
 from core.position_lifecycle import PositionLifecycle
+from core.position_model import Position, PositionStatus
 from core.records import Severity
 from core.retry import retry_transient
 from core.venue import (

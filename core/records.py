@@ -24,8 +24,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
-from core.models import Fill, Order, OrderStatus, Position
 from core.money import utcnow
+from core.order_model import Fill, Order, OrderStatus
+from core.position_model import Position
 from core.positions import held_for, profit_pct, risk_pct
 
 

@@ -11,19 +11,10 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from core.models import (
-    Fill,
-    Order,
-    OrderPurpose,
-    OrderStatus,
-    OrderType,
-    Position,
-    PositionSide,
-    PositionStatus,
-    PriceSource,
-    Side,
-)
+from core.models import PositionSide, PriceSource, Side
 from core.money import ZERO, utcnow
+from core.order_model import Fill, Order, OrderPurpose, OrderStatus, OrderType
+from core.position_model import Position, PositionStatus
 
 
 def _dec(value: Any) -> Decimal | None:

@@ -10,8 +10,9 @@ from datetime import datetime
 from decimal import Decimal
 
 from core.errors import ValidationError
-from core.models import Order, OrderType, PriceSource, Side
+from core.models import PriceSource, Side
 from core.money import HUNDRED, ONE, ZERO
+from core.order_model import Order, OrderType
 from core.trailing import TrailingSet
 from core.trailing_groups import Armed, ArmedItem, DeadCount
 

@@ -52,8 +52,9 @@ from datetime import datetime
 from decimal import Decimal
 
 from core.errors import ValidationError
-from core.models import Order, OrderType, Side
+from core.models import Side
 from core.money import ZERO, require_aware
+from core.order_model import Order, OrderType
 from core.trailing_groups import Armed, DeadCount
 from core.trigger_structures import (
     STREAM_SEP,

@@ -28,7 +28,8 @@ from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from core.errors import TraderError
-from core.models import Fill, Market, OrderStatus, OrderType, PositionSide, Side, Tick
+from core.models import Market, PositionSide, Side, Tick
+from core.order_model import Fill, OrderStatus, OrderType
 
 
 class ExchangeError(TraderError):

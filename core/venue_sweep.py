@@ -17,10 +17,12 @@ from decimal import Decimal
 from core.atomic_position_manager import AtomicPositionManager
 from core.ids import is_ours, owner_of, purpose_of
 from core.journal import Journal
-from core.models import Fill, OrderPurpose, Position, PositionStatus, Signal
+from core.models import Signal
 from core.money import ZERO
 from core.order_manager import OrderManager
+from core.order_model import Fill, OrderPurpose
 from core.position_book import PositionBook
+from core.position_model import Position, PositionStatus
 from core.records import Severity
 from core.retry import retry_transient
 from core.venue import ExchangeAdapter, ExchangeError, ExchangeOrder, ExchangePosition

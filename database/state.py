@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from core.models import Order, Position
+from core.order_model import Order
+from core.position_model import Position
 from core.restore import order_from_row, position_from_row
 
 _TERMINAL_POSITIONS = ("closed", "rolled_back", "failed")

@@ -39,8 +39,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from core.errors import ValidationError
-from core.models import Fill, Market, OrderStatus, OrderType
+from core.models import Market
 from core.money import require_aware
+from core.order_model import Fill, OrderStatus, OrderType
 from core.venue import (
     ExchangeError,
     ExchangeOrder,

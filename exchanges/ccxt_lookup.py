@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from core.models import Market, OrderType
+from core.models import Market
+from core.order_model import OrderType
 from core.venue import (
     ExchangeError,
     ExchangeOrder,

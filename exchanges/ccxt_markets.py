@@ -23,8 +23,9 @@ import ccxt.async_support as ccxt_async
 import structlog
 
 from config.logging import register_secrets
-from core.models import Market, OrderType, Tick
+from core.models import Market, Tick
 from core.money import optional_decimal, utcnow
+from core.order_model import OrderType
 from core.resource import AsyncResource
 from core.venue import (
     ExchangeError,

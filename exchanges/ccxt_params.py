@@ -27,7 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.models import OrderType, Side
+from core.models import Side
+from core.order_model import OrderType
 
 CONDITIONAL_TYPES = frozenset(
     {OrderType.STOP_MARKET, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_MARKET}

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config.logging import get_logger
-from core.models import Fill, Market, Tick
+from core.models import Market, Tick
 from core.money import ZERO, require_aware, to_decimal, utcnow
+from core.order_model import Fill
 from core.resource import AsyncResource
 from core.venue import (
     ExchangeError,

@@ -30,8 +30,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from core.models import Fill, Market, OrderStatus, OrderType, Side, Tick
+from core.models import Market, Side, Tick
 from core.money import ONE, ZERO, floor_to_step, round_to_step
+from core.order_model import Fill, OrderStatus, OrderType
 from core.venue import (
     InsufficientFunds,
     InvalidOrder,

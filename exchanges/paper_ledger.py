@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from core.models import Fill, Market, OrderStatus, OrderType, Side, Tick
+from core.models import Market, Side, Tick
 from core.money import ONE, ZERO
+from core.order_model import Fill, OrderStatus, OrderType
 from core.venue import (
     ExchangeUnavailable,
     OrderNotFound,

@@ -33,7 +33,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from core.models import Fill, OrderStatus, OrderType, Side, Tick
+from core.models import Side, Tick
+from core.order_model import Fill, OrderStatus, OrderType
 from core.venue import ExchangeError
 from exchanges.paper_book import PaperBook
 from exchanges.paper_ledger import Delta, PaperOrder, PaperPosition

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from core.models import Fill, OrderStatus, PositionSide
+from core.models import PositionSide
 from core.money import ZERO
+from core.order_model import Fill, OrderStatus
 from core.venue import ExchangeOrder, ExchangePosition
 from exchanges.paper_ledger import Delta, PaperOrder, PaperPosition
 

@@ -27,8 +27,9 @@ from typing import Any
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
 
 from core.errors import ValidationError
-from core.models import Fill, Market, OrderType, PositionSide
+from core.models import Market, PositionSide
 from core.money import ONE, ZERO, to_decimal, utcnow
+from core.order_model import Fill, OrderType
 from core.venue import ExchangeOrder, ExchangePosition
 from exchanges.ccxt_values import (
     fee_of,

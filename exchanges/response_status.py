@@ -12,7 +12,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Final
 
-from core.models import OrderStatus, OrderType
+from core.order_model import OrderStatus, OrderType
 from core.venue import ExchangeOrder
 from exchanges.ccxt_values import info_of, known_price, norm_key, text_or_none
 

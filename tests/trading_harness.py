@@ -13,9 +13,10 @@ from typing import Any
 from core.atomic_position_manager import ApmConfig, AtomicPositionManager
 from core.execution import Executor
 from core.journal import Journal
-from core.models import OrderType, PositionSide, Signal, Tick
+from core.models import PositionSide, Signal, Tick
 from core.money import utcnow
 from core.order_manager import OrderManager
+from core.order_model import OrderType
 from core.position_book import PositionBook
 from core.position_lifecycle import PositionLifecycle
 from core.prices import PriceBoard

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from core.models import Order, OrderType, Side
+from core.models import Side
+from core.order_model import Order, OrderType
 from core.triggers import Fired, TickResult, TrailingState
 
 

@@ -42,7 +42,9 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from core.models import Order, OrderPurpose, OrderStatus, OrderType, Position, PositionSide, Side
+from core.models import PositionSide, Side
+from core.order_model import Order, OrderPurpose, OrderStatus, OrderType
+from core.position_model import Position
 from core.records import AuditRecord, order_record, position_record
 from database.audit import AuditWriter
 from database.audit_tables import TABLES, RecordKind

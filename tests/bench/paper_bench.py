@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from core.models import OrderType, Side
+from core.models import Side
+from core.order_model import OrderType
 from core.venue import OrderRequest
 from exchanges.paper import PaperExchange
 

@@ -34,7 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-from core.models import Order, OrderType, Side
+from core.models import Side
+from core.order_model import Order, OrderType
 from core.triggers import TickResult, TriggerBook
 from tests.trigger_reference import ReferenceBook
 
@@ -253,7 +254,8 @@ def measure_tick_to_submit(resting: int = 10_000, fires: int = 2_000) -> float:
     import os
 
     from config.logging import configure_logging
-    from core.models import Order, OrderType, Side
+    from core.models import Side
+    from core.order_model import Order, OrderType
     from tests.trading_harness import BTC, build_stack
 
     configure_logging("json", "INFO", open(os.devnull, "w"))  # noqa: SIM115

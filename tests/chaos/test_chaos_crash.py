@@ -52,7 +52,8 @@ from typing import Any
 
 import pytest
 
-from core.models import OrderType, PositionSide, Side
+from core.models import PositionSide, Side
+from core.order_model import OrderType
 from exchanges.paper import PaperExchange
 from tests.chaos.conftest import chaos_seed, scaled
 from tests.e2e.conftest import BTC, Daemon, Feed, Trader, wait_until

@@ -43,8 +43,9 @@ from decimal import Decimal
 import pytest
 
 from core.errors import PositionConflict, ValidationError
-from core.models import OrderStatus, OrderType, PositionStatus
 from core.money import utcnow
+from core.order_model import OrderStatus, OrderType
+from core.position_model import PositionStatus
 from core.records import RecordKind
 from exchanges.paper import PaperExchange
 from tests.chaos.conftest import chaos_seed, scaled

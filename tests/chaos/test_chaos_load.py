@@ -91,9 +91,11 @@ from cli.service import Core, build_core, save_trailing
 from config.logging import configure_logging
 from config.settings import Settings
 from core.journal import Journal
-from core.models import Market, OrderType, PositionSide, PositionStatus, Signal, Tick
+from core.models import Market, PositionSide, Signal, Tick
 from core.money import utcnow
+from core.order_model import OrderType
 from core.order_requests import OrderSpec
+from core.position_model import PositionStatus
 from core.records import AuditRecord, RecordKind
 from core.tick_loop import TickLoop
 from database.audit import AuditWriter

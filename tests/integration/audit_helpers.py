@@ -8,17 +8,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from core.models import (
-    Fill,
-    Order,
-    OrderPurpose,
-    OrderStatus,
-    OrderType,
-    Position,
-    PositionSide,
-    PositionStatus,
-    Side,
-)
+from core.models import PositionSide, Side
+from core.order_model import Fill, Order, OrderPurpose, OrderStatus, OrderType
+from core.position_model import Position, PositionStatus
 from core.records import (
     AuditRecord,
     event_record,

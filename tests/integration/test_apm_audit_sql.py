@@ -12,10 +12,11 @@ import asyncpg
 from core.atomic_position_manager import ApmConfig, AtomicPositionManager
 from core.execution import Executor
 from core.journal import Journal
-from core.models import Position, Tick
+from core.models import Tick
 from core.money import utcnow
 from core.position_book import PositionBook
 from core.position_lifecycle import PositionLifecycle
+from core.position_model import Position
 from core.prices import PriceBoard
 from core.retry import Backoff
 from database.audit import AuditWriter

@@ -8,17 +8,9 @@ from pathlib import Path
 
 import asyncpg
 
-from core.models import (
-    Fill,
-    Order,
-    OrderPurpose,
-    OrderStatus,
-    OrderType,
-    Position,
-    PositionSide,
-    PositionStatus,
-    Side,
-)
+from core.models import PositionSide, Side
+from core.order_model import Fill, Order, OrderPurpose, OrderStatus, OrderType
+from core.position_model import Position, PositionStatus
 from core.records import order_event_record, order_record, position_record, trade_record
 from database.repository import Repository
 from tests.integration.audit_helpers import T0

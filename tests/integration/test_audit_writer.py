@@ -13,7 +13,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from core.models import Position, PositionSide, PositionStatus
+from core.models import PositionSide
+from core.position_model import Position, PositionStatus
 from core.records import AuditRecord, RecordKind, position_record
 from database.audit import OVERFLOW_FILE, AuditWriter
 from database.batch_writer import BatchWriter

@@ -10,18 +10,9 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from core.models import (
-    Fill,
-    Order,
-    OrderPurpose,
-    OrderStatus,
-    OrderType,
-    Position,
-    PositionSide,
-    PositionStatus,
-    PriceSource,
-    Side,
-)
+from core.models import PositionSide, PriceSource, Side
+from core.order_model import Fill, Order, OrderPurpose, OrderStatus, OrderType
+from core.position_model import Position, PositionStatus
 from core.records import (
     RecordKind,
     event_record,

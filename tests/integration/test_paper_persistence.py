@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPTED_CHILD = r"""
 import asyncio, json, sys
 from decimal import Decimal as D
-from core.models import OrderType, Side
+from core.models import Side
+from core.order_model import OrderType
 from core.venue import OrderRequest
 from exchanges.paper import PaperExchange
 
@@ -55,7 +56,8 @@ asyncio.run(main())
 LOOPING_CHILD = r"""
 import asyncio, sys
 from decimal import Decimal as D
-from core.models import OrderType, Side
+from core.models import Side
+from core.order_model import OrderType
 from core.venue import OrderRequest
 from exchanges.paper import PaperExchange
 

@@ -8,7 +8,9 @@ from datetime import timedelta
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
 
-from core.models import EntryType, OrderType, PositionStatus
+from core.models import EntryType
+from core.order_model import OrderType
+from core.position_model import PositionStatus
 from core.records import RecordKind
 from exchanges.paper import PaperExchange
 from tests.trading_harness import BTC, build_stack, long_signal, short_signal

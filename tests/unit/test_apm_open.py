@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from core.errors import PositionConflict, ValidationError
-from core.models import OrderStatus, OrderType, PositionStatus, Side
+from core.models import Side
+from core.order_model import OrderStatus, OrderType
+from core.position_model import PositionStatus
 from core.records import RecordKind
 from tests.trading_harness import BTC, build_stack, long_signal, short_signal
 

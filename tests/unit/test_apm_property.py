@@ -31,7 +31,8 @@ from hypothesis import strategies as st
 
 from core.errors import PositionConflict, ValidationError
 from core.ids import is_ours
-from core.models import OrderType, PositionSide
+from core.models import PositionSide
+from core.order_model import OrderType
 from core.records import RecordKind
 from core.venue import ExchangeError, ExchangeUnavailable, OrderRejected, RequestTimeout
 from exchanges.paper import PaperExchange

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from core.models import OrderType, PositionStatus, Side
+from core.models import Side
+from core.order_model import OrderType
+from core.position_model import PositionStatus
 from core.records import RecordKind
 from core.venue import ExchangeUnavailable, OrderRejected, OrderRequest
 from exchanges.paper import PaperExchange

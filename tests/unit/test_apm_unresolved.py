@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from core.models import OrderType, PositionStatus
+from core.order_model import OrderType
+from core.position_model import PositionStatus
 from core.records import RecordKind
 from core.venue import ExchangeUnavailable, OrderRequest, RequestTimeout
 from exchanges.paper import PaperExchange

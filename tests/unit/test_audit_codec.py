@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.models import Fill, Order, OrderStatus, OrderType, Side
+from core.models import Side
+from core.order_model import Fill, Order, OrderStatus, OrderType
 from core.records import AuditRecord, RecordKind, event_record, order_record, trade_record
 from database.codec import decode_record, dumps_json, encode_record
 

@@ -8,7 +8,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from core.models import Fill, Order, OrderStatus, OrderType, Position, PositionSide, Side
+from core.models import PositionSide, Side
+from core.order_model import Fill, Order, OrderStatus, OrderType
+from core.position_model import Position
 from core.records import (
     AuditRecord,
     RecordKind,

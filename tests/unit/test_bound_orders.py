@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from core.errors import ValidationError
-from core.models import OrderStatus
+from core.order_model import OrderStatus
 from core.order_requests import parse_order_request
 from core.records import RecordKind
 from tests.trading_harness import BTC, Stack, build_stack, long_signal, short_signal

@@ -12,7 +12,8 @@ import pytest
 from ccxt.base import errors as ccxt_errors
 
 from core import venue as base
-from core.models import OrderType, Side
+from core.models import Side
+from core.order_model import OrderType
 from core.venue import OrderRequest
 from exchanges.ccxt_errors import (
     is_duplicate_id,

@@ -11,7 +11,8 @@ from decimal import Decimal
 import ccxt
 import pytest
 
-from core.models import Market, OrderType, Side
+from core.models import Market, Side
+from core.order_model import OrderType
 from core.venue import InvalidOrder, OrderRequest
 from tests.unit.ccxt_fixtures import (
     adapter_for,

@@ -13,7 +13,8 @@ from pydantic import SecretStr
 
 from config.settings import load_settings
 from core.errors import ValidationError
-from core.models import OrderStatus, OrderType, PositionSide, Side
+from core.models import PositionSide, Side
+from core.order_model import OrderStatus, OrderType
 from core.venue import ExchangeAdapter, InvalidOrder, OrderRequest
 from exchanges.ccxt_adapter import CcxtAdapter
 from tests.unit.ccxt_fixtures import (

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from core.models import OrderStatus, OrderType, PositionSide
+from core.models import PositionSide
+from core.order_model import OrderStatus, OrderType
 from core.venue import ExchangeOrder, ExchangePosition
 from exchanges.response import parse_order, parse_position
 from tests.unit.ccxt_fixtures import STATIC_DIR, adapter_for, static_markets

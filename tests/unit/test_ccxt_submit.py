@@ -12,7 +12,8 @@ import ccxt
 import pytest
 
 from core import venue as base
-from core.models import OrderStatus, OrderType, Side
+from core.models import Side
+from core.order_model import OrderStatus, OrderType
 from core.venue import OrderRequest
 from tests.unit.ccxt_fixtures import (
     adapter_for,

@@ -8,8 +8,10 @@ import dataclasses
 from decimal import Decimal
 from typing import Any
 
-from core.models import OrderStatus, OrderType, PositionStatus, Side
+from core.models import Side
+from core.order_model import OrderStatus, OrderType
 from core.order_requests import OrderSpec
+from core.position_model import PositionStatus
 from core.records import RecordKind
 from core.venue import ExchangeUnavailable, OrderNotFound, OrderRejected, RequestTimeout
 from exchanges.paper import PaperExchange

@@ -1,4 +1,4 @@
-"""The order status machine and fill accounting of core/models.py."""
+"""The order status machine and fill accounting of core/order_model.py."""
 
 from __future__ import annotations
 
@@ -9,16 +9,8 @@ from decimal import Decimal
 import pytest
 
 from core.errors import InvalidTransition, ValidationError
-from core.models import (
-    TERMINAL_STATUSES,
-    Fill,
-    Order,
-    OrderStatus,
-    OrderType,
-    PositionSide,
-    Side,
-    can_transition,
-)
+from core.models import PositionSide, Side
+from core.order_model import TERMINAL_STATUSES, Fill, Order, OrderStatus, OrderType, can_transition
 
 S = OrderStatus
 

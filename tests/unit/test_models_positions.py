@@ -9,7 +9,8 @@ from decimal import Decimal as D
 import pytest
 
 from core.errors import ValidationError
-from core.models import Position, PositionSide, PositionStatus, gross_pnl
+from core.models import PositionSide
+from core.position_model import Position, PositionStatus, gross_pnl
 from core.positions import StopRules, breakeven_level, stop_target
 from core.records import position_update_record
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from core.errors import ValidationError
-from core.models import OrderStatus, OrderType
 from core.money import utcnow
+from core.order_model import OrderStatus, OrderType
 from core.order_requests import parse_order_request
 from core.records import RecordKind
 from exchanges.paper import PaperExchange

@@ -11,7 +11,8 @@ import pytest
 
 from config.settings import load_settings
 from core.errors import ValidationError
-from core.models import OrderStatus, OrderType, Side
+from core.models import Side
+from core.order_model import OrderStatus, OrderType
 from core.venue import OrderRejected, OrderRequest, RequestTimeout
 from exchanges.paper import PaperExchange
 from exchanges.paper_faults import PaperFaults

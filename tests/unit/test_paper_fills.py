@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core.models import OrderStatus, OrderType, PositionSide, Side
+from core.models import PositionSide, Side
+from core.order_model import OrderStatus, OrderType
 from core.venue import (
     ExchangeUnavailable,
     InsufficientFunds,

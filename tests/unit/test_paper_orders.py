@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import ValidationError
-from core.models import Market, OrderStatus, OrderType, Side
+from core.models import Market, Side
+from core.order_model import OrderStatus, OrderType
 from core.venue import ExchangeAdapter, InvalidOrder, OrderNotFound, OrderRequest
 from exchanges.paper import PaperExchange
 

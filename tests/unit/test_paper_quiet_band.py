@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.models import OrderType, Side
+from core.models import Side
+from core.order_model import OrderType
 from core.venue import ExchangeError, OrderRequest
 from exchanges import paper_book
 from exchanges.paper import PaperExchange

@@ -6,7 +6,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from core.models import OrderStatus, OrderType, Side
+from core.models import Side
+from core.order_model import OrderStatus, OrderType
 from core.venue import InvalidOrder, OrderRequest
 from exchanges.paper import PaperExchange
 

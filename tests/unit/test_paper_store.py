@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from core.models import OrderStatus, OrderType, Side
+from core.models import Side
+from core.order_model import OrderStatus, OrderType
 from core.venue import ExchangeUnavailable, InvalidOrder, OrderRequest
 from exchanges.paper import PaperExchange
 from exchanges.paper_store import JOURNAL, SNAPSHOT, PaperStateError

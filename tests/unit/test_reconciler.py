@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 from decimal import Decimal
 
-from core.models import EntryType, OrderStatus, OrderType, PositionStatus, Side
+from core.models import EntryType, Side
+from core.order_model import OrderStatus, OrderType
 from core.order_requests import OrderSpec
+from core.position_model import PositionStatus
 from core.records import RecordKind
 from core.venue import OrderRequest
 from tests.trading_harness import BTC, Stack, build_stack, long_signal

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from core.errors import ValidationError
-from core.models import Fill, OrderStatus, OrderType, PositionSide, Side
+from core.models import PositionSide, Side
+from core.order_model import Fill, OrderStatus, OrderType
 from core.venue import ExchangeOrder, ExchangePosition
 from exchanges.response import execution_price, parse_fill, parse_order, parse_position
 from exchanges.response_status import handover_order_id, merge_handover, parse_status

@@ -10,8 +10,9 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.models import Position, PositionSide, PositionStatus
+from core.models import PositionSide
 from core.position_book import LivePosition
+from core.position_model import Position, PositionStatus
 from core.positions import StopRules, mark, stop_target
 from core.stop_gate import StopGate
 

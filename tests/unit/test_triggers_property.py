@@ -11,7 +11,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.models import Order, OrderType, Side
+from core.models import Side
+from core.order_model import Order, OrderType
 from core.triggers import TriggerBook
 from tests.trigger_reference import ReferenceBook
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from core.errors import ValidationError
-from core.models import OrderType, PriceSource, Side
+from core.models import PriceSource, Side
+from core.order_model import OrderType
 from core.order_requests import parse_order_request
 from core.records import order_record
 from core.restore import order_from_row

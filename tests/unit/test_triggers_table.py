@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from core.errors import ValidationError
-from core.models import Order, OrderType, Side
+from core.models import Side
+from core.order_model import Order, OrderType
 from core.triggers import Fired, TickResult, TrailingState, TriggerBook
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
