@@ -86,8 +86,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from cli.core_wiring import Core, build_core
 from cli.metrics import percentile
-from cli.service import Core, build_core, save_trailing
+from cli.trailing_state import save_trailing
 from config.logging import configure_logging
 from config.settings import Settings
 from core.journal import Journal

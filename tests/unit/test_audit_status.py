@@ -92,7 +92,7 @@ def test_metrics_show_degraded_trail_and_dead_letters() -> None:
     """/metrics: the degraded flag, the dead-letter count and the oldest one's age."""
     from types import SimpleNamespace
 
-    from cli.service import collect_metrics
+    from cli.metric_samples import collect_metrics
 
     daemon = SimpleNamespace(
         book=[],

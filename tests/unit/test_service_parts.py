@@ -20,8 +20,9 @@ import pytest
 import structlog
 
 from cli.metrics import MetricsUnavailable, percentile, render, serve_metrics
-from cli.service import _guarded, load_trailing, save_trailing
+from cli.service import _guarded
 from cli.systemd import Notifier
+from cli.trailing_state import load_trailing, save_trailing
 from config.logging import configure_logging, register_secrets
 from core.daemon import Daemon, DaemonConfig
 from core.journal import Journal
@@ -156,7 +157,7 @@ def _names(directory: Path) -> list[str]:
 async def test_trailing_state_the_trigger_book_refuses_is_set_aside(tmp_path: Path) -> None:
     """A well-formed file naming an order that is not a trailing stop would stop every
     start (the trigger book refuses it): it is set aside with an event, nothing restored."""
-    from cli.service import restore_trailing
+    from cli.trailing_state import restore_trailing
     from core.order_requests import parse_order_request
     from tests.trading_harness import build_stack
 
