@@ -9,83 +9,27 @@ execution that fails ends FAILED with the venue's reason; it never takes the loo
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from datetime import datetime, timedelta
-from decimal import Decimal
 
-import structlog
-
-from core.audit_gate import TrailHealth, require_trail
+from core.audit_gate import require_trail
 from core.errors import ValidationError
-from core.execution import Executor, Update, refused, request_for
+from core.execution import Update, refused, request_for
 from core.ids import client_order_id, request_owner
-from core.journal import Journal
 from core.models import PriceSource, Side, Tick
-from core.money import utcnow
+from core.native_orders import NativeOrders
 from core.order_model import Order, OrderPurpose, OrderStatus, OrderType
 from core.order_requests import OrderSpec, check_order
-from core.position_book import PositionBook
-from core.prices import PriceBoard
 from core.records import Severity
 from core.retry import retry_transient
-from core.triggers import TrailingState, TriggerBook
 from core.venue import (
-    ExchangeAdapter,
     ExchangeError,
     InvalidOrder,
-    OrderNotFound,
     TransientExchangeError,
 )
 
-HISTORY_SIZE = 10_000
-LATENCY_WINDOW = 10_000
-# How long a sent order may stay invisible on the venue before we call it never placed.
-UNSEEN_GRACE = timedelta(seconds=60)
 
-log = structlog.get_logger("orders")
-
-
-class OrderManager:
+class OrderManager(NativeOrders):
     """Manual and emulated orders of one account."""
-
-    def __init__(
-        self,
-        adapter: ExchangeAdapter,
-        executor: Executor,
-        triggers: TriggerBook,
-        prices: PriceBoard,
-        *,
-        account: str,
-        positions: PositionBook | None = None,
-        linked_fills: Callable[[Update], Awaitable[bool]] | None = None,
-        leverage: Decimal = Decimal(1),
-        settle_timeout_s: float = 5.0,
-        trail: TrailHealth | None = None,
-    ) -> None:
-        self._adapter = adapter
-        self._exec = executor
-        self._journal: Journal = executor.journal
-        self._triggers = triggers
-        self._prices = prices
-        self._account = account
-        self._positions = positions
-        self._linked_fills = linked_fills
-        self._leverage = leverage
-        self._settle_timeout_s = settle_timeout_s
-        self._trail = trail  # no new order while the audit trail cannot be kept
-        self._live: dict[str, Order] = {}
-        # Orders with a venue call in progress (execute, native send, cancel). The periodic
-        # sync leaves them alone: it would fold a fetched snapshot into the same fills the
-        # call is about to apply, and count them twice.
-        self._in_flight: set[str] = set()
-        # Orders whose position ended while a venue call of theirs was in flight: ended
-        # (with this note) as soon as the call returns, if they still rest.
-        self._ending: dict[str, str] = {}
-        self._history: deque[Order] = deque(maxlen=HISTORY_SIZE)
-        self._seq = 0
-        self.latencies_us: deque[float] = deque(maxlen=LATENCY_WINDOW)
 
     # -- placing and cancelling --------------------------------------------------------
     async def place_order(self, spec: OrderSpec) -> Order:
@@ -349,130 +293,6 @@ class OrderManager:
         self._remember(update.order)
         return update.order
 
-    async def sync_native(self, now: datetime | None = None) -> None:
-        """Refresh the orders that rest on the venue and have left its open list (filled
-        or cancelled there), plus any still in flight: one listing, few lookups. Orders
-        past their ``expires_at`` are expired (emulated) or cancelled (resting), even when
-        their symbol has no ticks."""
-        now = now or utcnow()
-        await self._expire_due(now)
-        sent = [
-            o
-            for o in self._live.values()
-            if o.status is not OrderStatus.PENDING and o.client_order_id not in self._in_flight
-        ]
-        if not sent:
-            return
-        listing = await retry_transient(lambda: self._adapter.fetch_open_orders())
-        resting = {o.client_order_id: o for o in listing}
-        for order in sent:
-            seen = resting.get(order.client_order_id)
-            unchanged = seen is not None and (seen.filled or 0) <= order.filled
-            if unchanged and order.status is not OrderStatus.SUBMITTED:
-                continue
-            try:
-                update = await self._exec.refresh(order)
-            except OrderNotFound:
-                self._not_on_venue(order, now)
-                continue
-            except ExchangeError:
-                continue
-            if (
-                order.client_order_id in self._in_flight
-                or self._live.get(order.client_order_id) is not order
-            ):
-                continue  # a cancel or execution started meanwhile; it has the newer view
-            await self._record_fills(update)
-            self._remember(update.order)
-
-    def _not_on_venue(self, order: Order, now: datetime) -> None:
-        """An order we sent that the venue does not know. TRIGGERED means the daemon
-        stopped between the trigger and the send (SUBMITTED is journaled before any
-        request leaves): it was never sent. SUBMITTED may be a venue that is slow to
-        list it, so only after a grace period."""
-        never_sent = order.status is OrderStatus.TRIGGERED
-        if never_sent or (
-            order.status is OrderStatus.SUBMITTED and now - order.updated_at > UNSEEN_GRACE
-        ):
-            reason = (
-                "fired, but the daemon stopped before sending it; not sent"
-                if never_sent
-                else f"the venue has no such order {UNSEEN_GRACE.seconds} s after sending"
-            )
-            failed = self._exec.mark_failed(order, reason)
-            self._journal.event(
-                "order_not_sent",
-                reason,
-                severity=Severity.WARNING,
-                client_order_id=order.client_order_id,
-            )
-            self._remember(failed)
-
-    async def _expire_due(self, now: datetime) -> None:
-        """Good-till-date without ticks: emulated orders are expired here too (the trigger
-        book only sees time when a tick of the symbol arrives), resting ones cancelled."""
-        due = [
-            o
-            for o in self._live.values()
-            if o.expires_at is not None
-            and o.expires_at <= now
-            and o.client_order_id not in self._in_flight
-        ]
-        for order in due:
-            if order.emulated and order.status is OrderStatus.PENDING:
-                self._triggers.remove(order.client_order_id)
-                expired = order.with_status(OrderStatus.EXPIRED, at=now)
-                self._journal.order(expired, "expired", order.status)
-                self._remember(expired)
-            elif order.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
-                try:
-                    await self.cancel_order(order.client_order_id)
-                except (ExchangeError, ValidationError) as exc:
-                    log.warning(
-                        "expiry_cancel_failed",
-                        client_order_id=order.client_order_id,
-                        error=str(exc),
-                    )
-
-    # -- queries -----------------------------------------------------------------------
-    def get_order(self, ref: str) -> Order | None:
-        return self._find(ref) or next(
-            (o for o in reversed(self._history) if ref in (o.client_order_id, o.exchange_order_id)),
-            None,
-        )
-
-    def active_orders(
-        self, symbol: str | None = None, type: OrderType | None = None
-    ) -> list[Order]:
-        return [
-            o
-            for o in self._live.values()
-            if (symbol is None or o.symbol == symbol) and (type is None or o.type is type)
-        ]
-
-    def order_history(self, offset: int = 0, limit: int = 100) -> list[Order]:
-        """Finished orders, newest first (older ones are in ``monitoring.orders``)."""
-        newest_first = list(reversed(self._history))
-        return newest_first[offset : offset + limit]
-
-    def trailing_states(self) -> list[TrailingState]:
-        return self._triggers.trailing_states()
-
-    def rearm(self, orders: Iterable[Order], states: Iterable[TrailingState] = ()) -> int:
-        """After a restart: arm the emulated orders that were PENDING, then restore the
-        trailing extremes so they resume where they were, not from today's price."""
-        count = 0
-        for order in orders:
-            if order.emulated and order.status is OrderStatus.PENDING:
-                if not self._bound_open(order):
-                    self._disarmed(order, f"position {order.position_id} is no longer open")
-                    continue
-                self._triggers.arm(order)
-                self._remember(order)
-                count += 1
-        self._triggers.restore_trailing(states)
-        return count
-
     # -- orders bound to a position --------------------------------------------------
     async def end_position_orders(self, position_id: int, note: str) -> None:
         """The position ended (``note`` says how): every live order placed for it ends
@@ -486,10 +306,6 @@ class OrderManager:
         restart, or one whose cancel failed) ends now, saying so. Run by reconciliation."""
         for order in [o for o in self._live.values() if not self._bound_open(o)]:
             await self._end_one(order, f"position {order.position_id} is no longer open")
-
-    def _bound_open(self, order: Order) -> bool:
-        pid = order.position_id
-        return pid is None or self._positions is None or self._positions.get(pid) is not None
 
     async def _end_one(self, order: Order, note: str) -> Order:
         if order.client_order_id in self._in_flight:
@@ -517,40 +333,3 @@ class OrderManager:
         await self._record_fills(update)
         self._remember(update.order)
         return update.order
-
-    def _disarmed(self, order: Order, reason: str) -> Order:
-        """An emulated order taken out of the book before it trades, with the reason."""
-        self._triggers.remove(order.client_order_id)
-        cancelled = order.with_status(OrderStatus.CANCELLED, error=reason[:500])
-        self._journal.order(cancelled, "cancelled", order.status, {"reason": reason})
-        self._remember(cancelled)
-        return cancelled
-
-    def track(self, order: Order) -> None:
-        """Follow an order restored after a restart (native, or emulated and in flight)."""
-        self._remember(order)
-
-    # -- bookkeeping -------------------------------------------------------------------
-    def _find(self, ref: str) -> Order | None:
-        order = self._live.get(ref)
-        if order is None:
-            order = next((o for o in self._live.values() if o.exchange_order_id == ref), None)
-        return order
-
-    def _remember(self, order: Order) -> None:
-        if order.status.is_terminal:
-            self._live.pop(order.client_order_id, None)
-            self._history.append(order)
-        else:
-            self._live[order.client_order_id] = order
-
-    async def _record_fills(self, update: Update) -> None:
-        """Journal executions; those of an order placed for a position go through the
-        position's lifecycle, so its quantity, P&L and stop follow."""
-        if not update.fills:
-            return
-        hook = self._linked_fills
-        if update.order.position_id is not None and hook is not None and await hook(update):
-            return
-        for fill in update.fills:
-            self._journal.fill(update.order, fill)

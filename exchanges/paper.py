@@ -314,8 +314,7 @@ class PaperExchange(AsyncResource):
     async def fetch_balance(self) -> PaperBalance:
         """The quote balance, the margin in use, and the free part."""
         await self._call()
-        used = self._book.used_margin()
-        total = self._book.balance
+        total, used = self._book.balance, self._book.used_margin()
         return PaperBalance(self._quote, total, used, total - used)
 
     async def fetch_free_balance(self, currency: str) -> Decimal:
