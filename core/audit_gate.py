@@ -7,7 +7,8 @@ where new risk is taken (a new position, a new order that is not reduce-only) an
 :class:`~core.errors.AuditUnavailable` (a ``rejected`` request) while that lasts. Closing,
 cancelling, stop moves and protection never ask: what is held stays protected.
 
-Core knows only this protocol; the composition root (cli/service.py) injects the writer.
+Core knows only this protocol; the composition root (cli/service.py, cli/core_wiring.py)
+injects the writer.
 """
 
 from __future__ import annotations

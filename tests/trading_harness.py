@@ -179,7 +179,7 @@ def build_stack(
         settle_timeout_s=0.5,
         trail=trail,
     )
-    apm.on_position_end(orders.end_position_orders)  # as cli/service.py wires it
+    apm.on_position_end(orders.end_position_orders)  # as cli/core_wiring.py wires it
     stack = Stack(
         venue, sink, journal, executor, book, board, apm, lifecycle, orders, triggers, TaskSet("t")
     )

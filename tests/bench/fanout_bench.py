@@ -3,7 +3,7 @@
     python tests/bench/fanout_bench.py [--seconds S] [--rate R] [--seed N]
 
 Builds the load scenario's world in this one process, with the scenario's own helpers
-(tests/chaos/test_chaos_load.py: 50 account cores wired as cli/service.py wires the
+(tests/chaos/test_chaos_load.py: 50 account cores wired as cli/core_wiring.py wires the
 daemon's, 1,000 trailing positions on 20 symbols, 100,000 resting emulated orders, one
 ``AuditWriter`` on a scratch PostgreSQL database, tests/bench/scratch_db.py), then feeds
 the scenario's seeded walk at ``--rate`` ticks/s (default 2,000) for ``--seconds``

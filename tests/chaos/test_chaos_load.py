@@ -13,7 +13,7 @@ Why one process with 50 accounts: the daemon trades one account, and allows at
 most one open position per (account, exchange, symbol), so 1,000 positions on 20 symbols
 are 50 accounts. Fifty daemon processes on this 2-core machine would measure the OS
 scheduler, so the scenario wires 50 account cores into ONE process the way the daemon
-wires its one (cli/service.py): per account its own ``Settings``, its own in-memory paper
+wires its one (cli/core_wiring.py): per account its own ``Settings``, its own in-memory paper
 venue (20 markets defined here, ``core.models.Market``), a ``Journal(audit, account)``, a
 ``PositionIdReserve`` on the database sequence, ``build_core`` and the ``TickLoop`` that
 ``build_daemon`` builds, plus the daemon's periodic work: a venue sync every second,
@@ -150,7 +150,7 @@ _DEVNULL = open(os.devnull, "w")  # noqa: SIM115
 
 @dataclass
 class Account:
-    """One account's core, venue and tick loop, wired as cli/service.py wires the daemon's."""
+    """One account's core, venue and tick loop, wired as cli/core_wiring.py wires the daemon's."""
 
     name: str
     venue: PaperExchange

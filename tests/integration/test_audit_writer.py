@@ -16,7 +16,8 @@ import pytest
 from core.models import PositionSide
 from core.position_model import Position, PositionStatus
 from core.records import AuditRecord, RecordKind, position_record
-from database.audit import OVERFLOW_FILE, AuditWriter
+from database.audit import AuditWriter
+from database.audit_queue import OVERFLOW_FILE
 from database.batch_writer import BatchWriter
 from database.codec import encode_record
 from database.spool import DEAD_LETTER_FILE, Spool, SpoolError
