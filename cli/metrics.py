@@ -1,100 +1,222 @@
-"""A Prometheus text endpoint on 127.0.0.1:``TRADER_METRICS_PORT``.
+"""The daemon's Prometheus metrics, kept with prometheus_client in a registry of its own
+and served by the library's own HTTP server on ``TRADER_METRICS_ADDRESS`` (loopback by
+default) : ``TRADER_METRICS_PORT``.
 
-A deliberately tiny HTTP/1.0 server on asyncio streams: one route (``/metrics``), no
-dependencies, bound to loopback only. Values are read from the running components at
-scrape time, so nothing is computed unless someone asks.
+Latencies are Histograms in seconds, with buckets from 10 µs to 10 s; counts are Counters
+(exposed with ``_total``); levels are Gauges. The hot paths only call ``observe`` / ``inc``
+(thread-safe in prometheus_client). Levels read from the daemon's structures (positions,
+orders, the audit writer) are set by :meth:`TraderMetrics.refresh`, which the event loop
+calls: the server's thread renders the registry and never walks a structure the loop is
+changing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
-import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from core.daemon import Daemon
 from core.errors import TraderError
+from core.records import Severity
 
-Sample = tuple[str, str, dict[str, str], float]  # name, help, labels, value
+# 10 µs .. 10 s, about three buckets a decade: a tick-to-submit p99 of 1 ms and a venue
+# call of 2 s are both resolved.
+LATENCY_BUCKETS = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+# The events reconciliation raises when our records and the venue disagree.
+RECONCILE_DISCREPANCIES = frozenset(
+    {
+        "protecting",
+        "quantity_reconciled",
+        "closed_on_venue",
+        "closed_elsewhere",
+        "venue_flat_suspected",
+        "orphan_cancelled",
+        "adopted",
+        "unknown_order",
+        "unknown_position",
+        "stop_missing",
+    }
+)
 
 
 class MetricsUnavailable(TraderError):
     """The metrics port cannot be bound (in use, not allowed). Final: fix the setting."""
 
 
-def percentile(values: Iterable[float], pct: float) -> float:
-    """The ``pct`` percentile (nearest rank) of ``values``; 0 when empty."""
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    rank = max(0, min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1))
-    return float(ordered[rank])
+class TraderMetrics:
+    """Every metric the daemon exports, in its own registry."""
 
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._latencies(self.registry)
+        self._counts(self.registry)
+        self._levels(self.registry)
+        self._ticks_seen = 0
+        self._statuses: set[str] = set()
 
-def render(samples: Iterable[Sample]) -> str:
-    """Prometheus text exposition format, one HELP / TYPE per metric name."""
-    lines: list[str] = []
-    seen: set[str] = set()
-    for name, help_text, labels, value in samples:
-        if name not in seen:
-            seen.add(name)
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} gauge")
-        label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-        lines.append(f"{name}{{{label_text}}} {value}" if label_text else f"{name} {value}")
-    return "\n".join(lines) + "\n"
+    def _latencies(self, reg: CollectorRegistry) -> None:
+        self.tick_to_submit = Histogram(
+            "trader_tick_to_submit_seconds",
+            "From a tick's arrival to the submit of the emulated order it fired",
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.venue_call = Histogram(
+            "trader_venue_call_seconds",
+            "Duration of a venue call, by method",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.audit_lag = Histogram(
+            "trader_audit_lag_seconds",
+            "From record() of a batch's oldest record to its commit in PostgreSQL",
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.open_to_protected = Histogram(
+            "trader_open_to_protected_seconds",
+            "From a position's intent to its protective stop accepted by the venue",
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
 
+    def _counts(self, reg: CollectorRegistry) -> None:
+        self.ticks = Counter("trader_ticks", "Ticks processed", registry=reg)
+        self.venue_errors = Counter(
+            "trader_venue_errors", "Venue calls that failed, by error kind", ["kind"], registry=reg
+        )
+        self.events = Counter(
+            "trader_events", "Events recorded, by severity", ["severity"], registry=reg
+        )
+        self.reconcile_discrepancies = Counter(
+            "trader_reconcile_discrepancies",
+            "Disagreements between our records and the venue found and acted on, by kind",
+            ["kind"],
+            registry=reg,
+        )
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    def _levels(self, reg: CollectorRegistry) -> None:
+        self.ready = Gauge("trader_ready", "1 once start-up is complete", registry=reg)
+        self.open_positions = Gauge(
+            "trader_open_positions", "Positions not yet closed", registry=reg
+        )
+        self.unprotected = Gauge(
+            "trader_positions_without_stop",
+            "Positions holding a quantity without a working stop covering it (page if > 0)",
+            registry=reg,
+        )
+        self.orders = Gauge("trader_orders", "Live orders by status", ["status"], registry=reg)
+        self.audit_queue = Gauge(
+            "trader_audit_queue_depth", "Audit records waiting in memory", registry=reg
+        )
+        self.audit_spool = Gauge(
+            "trader_audit_spool_bytes", "Audit records spooled to disk", registry=reg
+        )
+        self.audit_degraded = Gauge(
+            "trader_audit_degraded",
+            "1 while records can be neither written nor spooled (no new risk is taken)",
+            registry=reg,
+        )
+        self.dead_letters = Gauge(
+            "trader_audit_dead_letters",
+            "Audit records the database refused, waiting for main.py audit replay",
+            registry=reg,
+        )
+        self.dead_letter_age = Gauge(
+            "trader_audit_dead_letter_age_seconds",
+            "Age of the oldest dead letter (0 when there are none)",
+            registry=reg,
+        )
+        self.feed_age = Gauge(
+            "trader_feed_age_seconds",
+            "Seconds since the last tick of a symbol",
+            ["symbol"],
+            registry=reg,
+        )
+
+    # -- hooks the composition root wires into the core ------------------------------
+    def on_event(self, kind: str, severity: Severity) -> None:
+        """Count an event by severity, and the reconciliation discrepancies by kind."""
+        self.events.labels(severity.value).inc()
+        if kind in RECONCILE_DISCREPANCIES:
+            self.reconcile_discrepancies.labels(kind).inc()
+
+    # -- levels, read by the event loop --------------------------------------------------
+    def refresh(self, daemon: Daemon, audit: Any) -> None:
+        """Set the levels from the running daemon and its audit writer (event loop only)."""
+        self.ready.set(1)
+        self.open_positions.set(len(daemon.book))
+        self.unprotected.set(sum(1 for live in daemon.book if live.unprotected))
+        by_status: dict[str, int] = {}
+        orders = [o for live in daemon.book for o in live.live_orders()]
+        orders.extend(daemon.orders.active_orders())
+        for order in orders:
+            by_status[order.status.value] = by_status.get(order.status.value, 0) + 1
+        for status in self._statuses - by_status.keys():
+            self.orders.labels(status).set(0)  # a status that emptied shows 0, not its last count
+        for status, count in by_status.items():
+            self.orders.labels(status).set(count)
+        self._statuses |= by_status.keys()
+        ticks = daemon.tick_loop.ticks
+        self.ticks.inc(ticks - self._ticks_seen)
+        self._ticks_seen = ticks
+        now = time.monotonic()
+        for symbol, seen in daemon.tick_loop.symbol_seen.items():
+            self.feed_age.labels(symbol).set(round(now - seen, 3))
+        self.audit_queue.set(audit.queue_depth)
+        self.audit_spool.set(audit.spool_bytes)
+        self.audit_degraded.set(1 if audit.degraded else 0)
+        self.dead_letters.set(audit.dead_letter_count)
+        self.dead_letter_age.set(audit.dead_letter_oldest_age_s or 0.0)
 
 
 @asynccontextmanager
-async def serve_metrics(port: int, collect: Callable[[], Iterable[Sample]]) -> AsyncIterator[None]:
-    """Serve ``collect()`` at ``http://127.0.0.1:port/metrics`` while the context is open."""
+async def serve_metrics(address: str, port: int, metrics: TraderMetrics) -> AsyncIterator[None]:
+    """Serve ``metrics`` at ``http://address:port/metrics`` while the context is open
+    (port 0: not at all). A port that cannot be bound raises MetricsUnavailable."""
     if port == 0:
         yield
         return
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readline(), timeout=5)
-            path = request.split()[1].decode() if len(request.split()) > 1 else "/"
-            if path.split("?")[0] == "/metrics":
-                body, status = render(collect()).encode(), "200 OK"
-            else:
-                body, status = b"not found\n", "404 Not Found"
-            writer.write(
-                f"HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-        except (TimeoutError, ConnectionError, IndexError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
     try:
-        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        server, thread = start_http_server(port, addr=address, registry=metrics.registry)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         if exc.errno == errno.EADDRINUSE:
             reason = "address already in use (another daemon, or another program, has it)"
         raise MetricsUnavailable(
-            f"TRADER_METRICS_PORT={port}: cannot listen on 127.0.0.1:{port}: {reason}"
+            f"TRADER_METRICS_PORT={port}: cannot listen on {address}:{port}: {reason}"
         ) from None
     try:
         yield
     finally:
-        server.close()
-        await server.wait_closed()
-
-
-def since(monotonic: float | None) -> float:
-    """Seconds since a ``time.monotonic()`` stamp (-1 when never)."""
-    return -1.0 if monotonic is None else round(time.monotonic() - monotonic, 3)
+        # shutdown() waits for the serving thread's poll loop: off the event loop.
+        await asyncio.to_thread(server.shutdown)
+        server.server_close()
+        thread.join(timeout=5)

@@ -24,8 +24,8 @@ from typing import Any
 import structlog
 
 from cli.core_wiring import Core, build_core, build_daemon
-from cli.metric_samples import MetricsSource
-from cli.metrics import serve_metrics
+from cli.metered_venue import MeteredVenue
+from cli.metrics import TraderMetrics, serve_metrics
 from cli.systemd import Notifier, audit_status
 from cli.trailing_state import restore_trailing, trailing_file
 from config.logging import configure_logging, register_secrets
@@ -212,6 +212,32 @@ def _wire_daemon(
     return daemon
 
 
+def _stop_on_lost_lock(stack: AsyncExitStack, lock: Any, stop: asyncio.Event) -> None:
+    """A lock lost to another daemon stops this one (database/lock.py)."""
+    watch = asyncio.create_task(_stop_when(lock.failed, stop), name="lock-lost")
+    stack.callback(watch.cancel)
+
+
+def _measure(
+    stack: AsyncExitStack, metrics: TraderMetrics, daemon: Daemon, core: Any, audit: Any
+) -> None:
+    """Point the core's and the audit writer's hooks at the metrics, and keep the levels
+    fresh while the daemon runs."""
+    core.journal.on_event = metrics.on_event
+    core.orders.on_latency = metrics.tick_to_submit.observe
+    core.apm.on_protected = metrics.open_to_protected.observe
+    audit.on_lag = metrics.audit_lag.observe
+    refresher = asyncio.create_task(_refresh(metrics, daemon, audit), name="metrics")
+    stack.callback(refresher.cancel)
+
+
+async def _refresh(metrics: TraderMetrics, daemon: Daemon, audit: Any) -> None:
+    """Set the metrics' levels from the daemon, in the event loop, once a second."""
+    while True:
+        metrics.refresh(daemon, audit)
+        await asyncio.sleep(1.0)
+
+
 async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> int:
     from database.audit import AuditWriter
     from database.ids import PositionIdReserve
@@ -223,18 +249,18 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
     stop = stop or asyncio.Event()
     install_signals(stop)
     notifier = Notifier()
-    metrics = MetricsSource()
+    metrics = TraderMetrics()
+    metered = settings.metrics_port != 0  # no endpoint: no measuring either
     async with AsyncExitStack() as stack:
         stack.callback(notifier.close)
         pool = await _open_checked_database(stack, settings)
         lock = await stack.enter_async_context(AccountLock(pool, settings.account))
-        # A lock lost to another daemon stops this one (database/lock.py).
-        watch = asyncio.create_task(_stop_when(lock.failed, stop), name="lock-lost")
-        stack.callback(watch.cancel)
+        _stop_on_lost_lock(stack, lock, stop)
         # Bound before anything acts on the venue: a port in use ends the start here.
-        await stack.enter_async_context(serve_metrics(settings.metrics_port, metrics.collect))
+        await stack.enter_async_context(
+            serve_metrics(settings.metrics_address, settings.metrics_port, metrics)
+        )
         audit = await stack.enter_async_context(AuditWriter.from_settings(pool, settings))
-        metrics.audit = audit
         journal = Journal(audit, settings.account)
         lock.journal = journal
         journal.event(
@@ -247,14 +273,16 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
         venue = await stack.enter_async_context(open_venue(settings))
         # What this daemon is, for the CLI to check requests against (database/daemons.py).
         await _register(stack, pool, settings, venue)
-        core = build_core(settings, venue, journal, ids, trail=audit)
+        traded = MeteredVenue(venue, metrics) if metered else venue
+        core = build_core(settings, traded, journal, ids, trail=audit)
         await _reconcile_first(pool, settings, core)
         intake = IntakeListener(pool, core.intake_handler, settings.account)
         if interrupted := await intake.recover_interrupted():
             journal.event("intake_interrupted", f"{interrupted} requests were cut by a restart")
         feed = await stack.enter_async_context(build_feed(settings, venue))
         daemon = _wire_daemon(settings, core, feed, notifier, intake, audit, repo)
-        metrics.daemon = daemon
+        if metered:
+            _measure(stack, metrics, daemon, core, audit)
         # Everything built so far (markets, ccxt's tables, the restored book) lives as long
         # as the process: out of the collector's sight, a full collection no longer walks
         # it, which keeps GC pauses on the tick path short (~10x measured under load).

@@ -10,6 +10,7 @@ line or an error message by accident.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import math
 from decimal import Decimal
 from pathlib import Path
@@ -130,7 +131,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """Lowest level logged: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
     metrics_port: int = 0
-    """Port of the Prometheus metrics endpoint on 127.0.0.1; 0 turns it off."""
+    """Port of the Prometheus metrics endpoint (``/metrics``); 0 turns it off."""
+    metrics_address: str = "127.0.0.1"
+    """Address the metrics endpoint listens on: loopback by default; ``0.0.0.0`` (or a
+    host's own address) lets a Prometheus server on another machine scrape it."""
     reconcile_interval_s: float = 30.0
     """Seconds between reconciliation passes against the venue (positions, orders, strays)."""
     audit_batch_size: int = 5000
@@ -311,6 +315,15 @@ class Settings(BaseSettings):
     def _port(cls, value: int) -> int:
         if not 0 <= value <= 65535:
             raise ValueError("must be a TCP port 0-65535 (0 = off)")
+        return value
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("must be an IP address to listen on, such as 127.0.0.1") from None
         return value
 
     @field_validator("reconcile_interval_s")

@@ -35,6 +35,7 @@ module adds the open itself on top.
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 
 from core.audit_gate import require_trail
@@ -126,8 +127,9 @@ class AtomicPositionManager(Protector):
     async def _open_guarded(self, live: LivePosition, signal: Signal, amount: Decimal) -> Position:
         """The open, under the guarantee that no way out of it leaves a fill unprotected
         without a critical event."""
+        started = time.monotonic()
         try:
-            return await self._open(live, signal, amount)
+            opened = await self._open(live, signal, amount)
         except asyncio.CancelledError:
             # Shutdown mid-open: whatever filled must still be protected. The
             # reconciler does that at the next start; say so loudly now.
@@ -160,6 +162,9 @@ class AtomicPositionManager(Protector):
                 position_id=live.id,
             )
             raise
+        if opened.status is PositionStatus.ACTIVE and self.on_protected is not None:
+            self.on_protected(time.monotonic() - started)
+        return opened
 
     # -- the steps -----------------------------------------------------------------------
     async def _open(self, live: LivePosition, signal: Signal, amount: Decimal) -> Position:

@@ -8,7 +8,7 @@ the log and the ``monitoring`` tables tell the same story, and nothing here ever
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -48,6 +48,8 @@ class Journal:
         self._sink = sink
         self.account = account
         self._log = structlog.get_logger("trader")
+        # Told of every event (kind, severity): the metrics count them. Set by the wiring.
+        self.on_event: Callable[[str, Severity], None] | None = None
 
     def order(
         self,
@@ -144,6 +146,8 @@ class Journal:
         **detail: Any,
     ) -> None:
         """A daemon event (``monitoring.events``) and its log line."""
+        if self.on_event is not None:
+            self.on_event(kind, severity)
         plain = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in detail.items()}
         self._sink.record(
             event_record(

@@ -270,7 +270,10 @@ class OrderManager(NativeOrders):
         )
         request = request_for(order, send_type=send)
         if tick_ns is not None:
-            self.latencies_us.append((time.perf_counter_ns() - tick_ns) / 1000)
+            elapsed_ns = time.perf_counter_ns() - tick_ns
+            self.latencies_us.append(elapsed_ns / 1000)
+            if self.on_latency is not None:
+                self.on_latency(elapsed_ns / 1e9)
         # While the venue call is in flight, our view says what the journal says.
         self._remember(order.with_status(OrderStatus.SUBMITTED))
         try:

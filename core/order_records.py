@@ -66,6 +66,8 @@ class OrderRecords:
         self._history: deque[Order] = deque(maxlen=HISTORY_SIZE)
         self._seq = 0
         self.latencies_us: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        # Told of every tick-to-submit latency, in seconds: the metrics' histogram.
+        self.on_latency: Callable[[float], None] | None = None
 
     # -- queries -----------------------------------------------------------------------
     def get_order(self, ref: str) -> Order | None:

@@ -159,6 +159,15 @@ class LivePosition:
         for purpose in OrderPurpose:
             self._seq[purpose] = itertools.count(past + 1)
 
+    @property
+    def unprotected(self) -> bool:
+        """Holding a quantity without a working stop that covers all of it."""
+        held = self.position.quantity
+        stop = self.stop
+        if held <= 0:
+            return False
+        return stop is None or stop.status.is_terminal or stop.remaining < held
+
     def live_orders(self) -> list[Order]:
         """Orders of this position that may still rest on the venue."""
         return [o for o in self.all_orders() if not o.status.is_terminal]

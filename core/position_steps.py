@@ -88,6 +88,9 @@ class PositionSteps:
         # Ends the orders bound to a position that were placed apart from it (manual ones
         # with --position): set by the wiring to the order manager's, see finish().
         self._end_bound: Callable[[int, str], Awaitable[None]] | None = None
+        # Told, in seconds, how long an open took from its intent to its accepted stop
+        # (market entries protected in the open itself): the metrics' histogram.
+        self.on_protected: Callable[[float], None] | None = None
 
     def on_position_end(self, hook: Callable[[int, str], Awaitable[None]]) -> None:
         """Call ``hook(position_id, note)`` whenever a position ends (see finish())."""

@@ -83,6 +83,9 @@ class TickLoop:
         self._hooks = venue_hooks
         self.ticks = 0
         self.last_tick_monotonic: float | None = None
+        # Per symbol, when its last tick arrived (monotonic): the feed age an operator
+        # pages on when one market goes quiet while the others still tick.
+        self.symbol_seen: dict[str, float] = {}
         self._log = structlog.get_logger("ticks")
 
     async def run(self) -> None:
@@ -120,4 +123,4 @@ class TickLoop:
                 f"move stop p{move.position_id}",
             )
         self.ticks += 1
-        self.last_tick_monotonic = time.monotonic()
+        self.last_tick_monotonic = self.symbol_seen[tick.symbol] = time.monotonic()

@@ -254,7 +254,7 @@ class AuditWriter(AuditSpool):
             if self._state.degraded:
                 self._set_state(disk=None, schema=None)
             self.written += len(job.records)
-            self._lags.append(time.monotonic() - job.oldest)
+            self._note_lag(time.monotonic() - job.oldest)
             self._settle(len(job.records))
         else:
             # The batches after a failed one roll back: redo them all in order.
@@ -271,7 +271,7 @@ class AuditWriter(AuditSpool):
         for i, (records, oldest) in enumerate(batches):
             self._inflight = [rec for batch, _ in batches[i:] for rec in batch]
             if not self._spool and await self._write(records):
-                self._lags.append(time.monotonic() - oldest)
+                self._note_lag(time.monotonic() - oldest)
                 self._settle(len(records))
                 continue
             self._next_attempt = asyncio.get_running_loop().time() + self._backoff_s

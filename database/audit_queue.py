@@ -14,6 +14,7 @@ import contextlib
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -87,6 +88,8 @@ class AuditQueue(AsyncResource):
         self._recorded = 0
         self._settled = 0
         self._lags: deque[float] = deque(maxlen=1024)
+        # Told of each committed batch's lag, in seconds: the metrics' histogram.
+        self.on_lag: Callable[[float], None] | None = None
         self.written = 0
         """Records committed to the database (replayed ones included)."""
         self.dead_letters = 0
@@ -287,6 +290,12 @@ class AuditQueue(AsyncResource):
     def _refused_event(self, kind: Any, key: dict[str, Any], exc: BaseException) -> None:
         """Say in ``monitoring.events`` that a record was dead-lettered."""
         self.record(refused_event(kind, key, exc, self._account))
+
+    def _note_lag(self, seconds: float) -> None:
+        """A batch committed ``seconds`` after its oldest record was recorded."""
+        self._lags.append(seconds)
+        if self.on_lag is not None:
+            self.on_lag(seconds)
 
     def _settle(self, n: int) -> None:
         self._settled += n

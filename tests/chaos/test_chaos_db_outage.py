@@ -30,7 +30,7 @@ Then, once the audit spool has been replayed (``audit_spool_replayed`` in
 - trading never paused: the tick-to-submit latency of emulated orders, from the audit
   trail (``orders.triggered_at`` → the ``submitted`` order event), p99 during the outage is
   at most 2x the p99 before plus ``SLACK_US`` (the daemon's own
-  ``trader_tick_to_submit_microseconds`` from ``/metrics`` is printed alongside);
+  ``trader_tick_to_submit_seconds`` (its p99 bucket) from ``/metrics`` is printed alongside);
 - the daemon is alive throughout and exits 0 on SIGTERM.
 """
 
@@ -107,15 +107,22 @@ def free_port() -> int:
 
 
 def metric_p99(port: int) -> float | None:
+    """Tick-to-submit p99 in µs from the /metrics histogram: the upper bound of the bucket
+    that holds the 99th percentile (None before anything was submitted)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             text = resp.read().decode()
     except OSError:
         return None
+    buckets: list[tuple[float, float]] = []
     for line in text.splitlines():
-        if line.startswith('trader_tick_to_submit_microseconds{quantile="0.99"}'):
-            return float(line.split()[-1])
-    return None
+        if line.startswith("trader_tick_to_submit_seconds_bucket{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+    total = buckets[-1][1] if buckets else 0.0
+    if total == 0:
+        return None
+    return next(bound * 1e6 for bound, count in buckets if count >= 0.99 * total)
 
 
 def venue_state(state_dir: Path) -> tuple[list[Any], list[Any]]:

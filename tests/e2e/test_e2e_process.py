@@ -114,22 +114,6 @@ def test_metrics_port_in_use_stops_the_start_before_anything_acts(trader: Trader
     assert 0 == trader.db.fetchval("SELECT count(*) FROM monitoring.events")
 
 
-def test_metrics_endpoint_answers_once_running(trader: Trader) -> None:
-    """With TRADER_METRICS_PORT set, /metrics on 127.0.0.1 reports the running daemon."""
-    port = _free_port()
-    daemon = trader.daemon(TRADER_METRICS_PORT=str(port)).start().wait_ready()
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-        conn.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-        body = b""
-        while chunk := conn.recv(65536):
-            body += chunk
-    text = body.decode()
-    assert text.startswith("HTTP/1.0 200 OK")
-    for line in ("trader_ready 1.0", "trader_open_positions 0.0"):
-        assert line in text.splitlines(), text
-    assert 0 == daemon.terminate()
-
-
 def test_second_signal_exits_at_once(trader: Trader) -> None:
     """A second SIGTERM while the orderly stop waits for work in hand (a slow open) ends
     the process at once: exit 1 within a second, with a line saying why."""

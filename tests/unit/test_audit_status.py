@@ -92,20 +92,20 @@ def test_metrics_show_degraded_trail_and_dead_letters() -> None:
     """/metrics: the degraded flag, the dead-letter count and the oldest one's age."""
     from types import SimpleNamespace
 
-    from cli.metric_samples import collect_metrics
+    from cli.metrics import TraderMetrics
 
     daemon = SimpleNamespace(
         book=[],
-        tick_loop=SimpleNamespace(last_tick_monotonic=None, ticks=0),
-        orders=SimpleNamespace(active_orders=list, latencies_us=[]),
+        tick_loop=SimpleNamespace(ticks=0, symbol_seen={}),
+        orders=SimpleNamespace(active_orders=list),
     )
-    audit = SimpleNamespace(
-        queue_depth=0, spool_bytes=0, lag_p99_s=0.0, **vars(FakeWriter(True, "disk", 3, 42.0))
-    )
-    values = {name: value for name, _, _, value in collect_metrics(daemon, audit)}  # type: ignore[arg-type]
-    assert values["trader_audit_degraded"] == 1.0
-    assert values["trader_audit_dead_letters"] == 3.0
-    assert values["trader_audit_dead_letter_age_seconds"] == 42.0
-    whole = SimpleNamespace(queue_depth=0, spool_bytes=0, lag_p99_s=0.0, **vars(FakeWriter()))
-    values = {name: value for name, _, _, value in collect_metrics(daemon, whole)}  # type: ignore[arg-type]
-    assert (values["trader_audit_degraded"], values["trader_audit_dead_letters"]) == (0.0, 0.0)
+    metrics = TraderMetrics()
+    audit = SimpleNamespace(queue_depth=0, spool_bytes=0, **vars(FakeWriter(True, "disk", 3, 42.0)))
+    metrics.refresh(daemon, audit)  # type: ignore[arg-type]
+    value = metrics.registry.get_sample_value
+    assert 1.0 == value("trader_audit_degraded")
+    assert 3.0 == value("trader_audit_dead_letters")
+    assert 42.0 == value("trader_audit_dead_letter_age_seconds")
+    whole = SimpleNamespace(queue_depth=0, spool_bytes=0, **vars(FakeWriter()))
+    metrics.refresh(daemon, whole)  # type: ignore[arg-type]
+    assert (0.0, 0.0) == (value("trader_audit_degraded"), value("trader_audit_dead_letters"))

@@ -11,6 +11,7 @@ import json
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 import structlog
 
-from cli.metrics import MetricsUnavailable, percentile, render, serve_metrics
+from cli.metrics import MetricsUnavailable, TraderMetrics, serve_metrics
 from cli.service import _guarded
 from cli.systemd import Notifier
 from cli.trailing_state import load_trailing, save_trailing
@@ -60,47 +61,24 @@ def test_notifier_without_socket_is_silent() -> None:
     assert (False, False) == (notifier.enabled, notifier.send("READY=1"))
 
 
-def test_render_is_prometheus_text() -> None:
-    """One HELP/TYPE per metric, labels quoted and escaped."""
-    text = render(
-        [
-            ("trader_orders", "Live orders", {"status": "NEW"}, 2.0),
-            ("trader_orders", "Live orders", {"status": 'a"b'}, 1.0),
-        ]
-    )
-    expected = (
-        "# HELP trader_orders Live orders\n# TYPE trader_orders gauge\n"
-        'trader_orders{status="NEW"} 2.0\ntrader_orders{status="a\\"b"} 1.0\n'
-    )
-    assert expected == text
-
-
-def test_percentile_nearest_rank() -> None:
-    """p50 / p99 by nearest rank; empty input is 0."""
-    assert (50.0, 99.0, 0.0) == (
-        percentile(range(1, 101), 50),
-        percentile(range(1, 101), 99),
-        percentile([], 99),
-    )
-
-
-async def test_metrics_endpoint_serves_on_loopback() -> None:
-    """GET /metrics on 127.0.0.1 returns the collected samples; other paths 404."""
+async def test_metrics_endpoint_serves_the_registry_on_loopback() -> None:
+    """GET /metrics on 127.0.0.1 returns the registry's text (prometheus_client's server);
+    after the context closes nothing listens."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    async with serve_metrics(port, lambda: [("trader_up", "Up", {}, 1.0)]):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /metrics HTTP/1.0\r\n\r\n")
-        body = (await reader.read()).decode()
-        writer.close()
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /nope HTTP/1.0\r\n\r\n")
-        missing = (await reader.read()).decode()
-        writer.close()
-    assert body.startswith("HTTP/1.0 200 OK")
-    assert body.endswith("trader_up 1.0\n")
-    assert missing.startswith("HTTP/1.0 404")
+    metrics = TraderMetrics()
+    metrics.ready.set(1)
+    async with serve_metrics("127.0.0.1", port, metrics):
+        body = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
+    assert "trader_ready 1.0" in body.splitlines()
+    with pytest.raises(OSError):
+        await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return str(reply.read().decode())
 
 
 def test_trailing_state_round_trips_through_its_file(tmp_path: Path) -> None:
@@ -185,7 +163,7 @@ async def test_metrics_port_in_use_is_one_line_naming_the_setting() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(MetricsUnavailable) as refused:
-            async with serve_metrics(port, list):
+            async with serve_metrics("127.0.0.1", port, TraderMetrics()):
                 pass
     assert (
         f"TRADER_METRICS_PORT={port}: cannot listen on 127.0.0.1:{port}: address already in "

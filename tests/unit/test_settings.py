@@ -52,6 +52,7 @@ def test_a_ccxt_exchange_defaults_to_the_exchange_feed(monkeypatch: pytest.Monke
         ("TRADER_PAPER_FAULTS", "reject_stop=2", "<= 1"),
         ("TRADER_PAPER_FAULTS", "explode=1", "unknown fault"),
         ("TRADER_METRICS_PORT", "70000", "port"),
+        ("TRADER_METRICS_ADDRESS", "localhost; rm -rf", "IP address"),
         ("TRADER_LOG_FORMAT", "xml", "json"),
         ("TRADER_ACCOUNT", "a b", "letters"),
         ("TRADER_SYMBOLS", " , ", "at least one"),
