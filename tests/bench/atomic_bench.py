@@ -25,7 +25,6 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from cli.metrics import percentile
 from config.logging import configure_logging
 from core.atomic_position_manager import ApmConfig, AtomicPositionManager
 from core.execution import Executor
@@ -36,6 +35,7 @@ from core.prices import PriceBoard
 from database.audit import AuditWriter
 from exchanges.paper import PaperExchange
 from tests.bench.scratch_db import scratch_database
+from tests.figures import percentile
 from tests.trading_harness import BTC, CountingIds, long_signal
 
 DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - the log sink for the whole run

@@ -39,12 +39,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-from cli.metrics import percentile
 from config.logging import configure_logging
 from database.audit import AuditWriter
 from database.pool import create_pool
 from tests.bench.scratch_db import scratch_database
 from tests.chaos import test_chaos_load as load
+from tests.figures import percentile
 
 
 async def measure(seconds: int, rate: int, seed: int, batch: int | None = None) -> dict[str, Any]:

@@ -87,7 +87,6 @@ import asyncpg
 import pytest
 
 from cli.core_wiring import Core, build_core
-from cli.metrics import percentile
 from cli.trailing_state import save_trailing
 from config.logging import configure_logging
 from config.settings import Settings
@@ -107,6 +106,7 @@ from exchanges.paper import PaperExchange
 from exchanges.paper_store import decode_delta
 from tests.chaos.conftest import chaos_seed, scaled
 from tests.conftest import truncate_monitoring
+from tests.figures import percentile
 
 ACCOUNTS = 50
 SYMBOLS = tuple(f"L{i:02d}/USDT:USDT" for i in range(20))
