@@ -80,10 +80,13 @@ def migrate_command(settings: Settings) -> int:
 
     async def go() -> int:
         from database.migrate import migrate
-        from database.pool import open_database
+        from database.pool import open_database, open_session_pool
 
-        async with open_database(settings) as pool:
-            applied = await migrate(pool)
+        async with (
+            open_database(settings) as pool,
+            open_session_pool(settings, pool) as session,
+        ):
+            applied = await migrate(session)  # its advisory lock needs a session
         log.info("migrated", applied=applied or "nothing to do")
         return 0
 
@@ -157,18 +160,20 @@ def install_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, first, sig.name)
 
 
-async def _open_checked_database(stack: AsyncExitStack, settings: Settings) -> Any:
-    """The pool, migrated, on ``stack``."""
+async def _open_checked_database(stack: AsyncExitStack, settings: Settings) -> tuple[Any, Any]:
+    """The pool and the session pool (the same one unless TRADER_SESSION_DATABASE_URL is
+    set), migrated, on ``stack``."""
     from database.migrate import migrate
-    from database.pool import open_database
+    from database.pool import open_database, open_session_pool
     from database.schema_check import refuse_mismatch, refuse_newer
 
     pool = await stack.enter_async_context(open_database(settings))
+    session = await stack.enter_async_context(open_session_pool(settings, pool))
     # Schema drift ends the start with one line (database/schema_check.py).
-    await refuse_newer(pool)
-    await migrate(pool)
-    await refuse_mismatch(pool)
-    return pool
+    await refuse_newer(session)
+    await migrate(session)  # its advisory lock is a session's
+    await refuse_mismatch(session)
+    return pool, session
 
 
 async def _reconcile_first(pool: Any, settings: Settings, core: Core) -> None:
@@ -253,8 +258,8 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
     metered = settings.metrics_port != 0  # no endpoint: no measuring either
     async with AsyncExitStack() as stack:
         stack.callback(notifier.close)
-        pool = await _open_checked_database(stack, settings)
-        lock = await stack.enter_async_context(AccountLock(pool, settings.account))
+        pool, session = await _open_checked_database(stack, settings)
+        lock = await stack.enter_async_context(AccountLock(session, settings.account))
         _stop_on_lost_lock(stack, lock, stop)
         # Bound before anything acts on the venue: a port in use ends the start here.
         await stack.enter_async_context(
@@ -276,7 +281,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
         traded = MeteredVenue(venue, metrics) if metered else venue
         core = build_core(settings, traded, journal, ids, trail=audit)
         await _reconcile_first(pool, settings, core)
-        intake = IntakeListener(pool, core.intake_handler, settings.account)
+        intake = IntakeListener(pool, core.intake_handler, settings.account, listen_pool=session)
         if interrupted := await intake.recover_interrupted():
             journal.event("intake_interrupted", f"{interrupted} requests were cut by a restart")
         feed = await stack.enter_async_context(build_feed(settings, venue))

@@ -17,26 +17,28 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from config.value_checks import (
+    paper_faults,
+    percent,
+    postgres_url,
+    session_url_needed,
+)
 from core.errors import TraderError
 
 PAPER = "paper"
 FEEDS = ("synthetic", "exchange")
 LOG_FORMATS = ("json", "console", "auto")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-FAULT_NAMES = {
-    "reject_stop": "probability",
-    "reject_entry": "probability",
-    "timeout_after_accept": "probability",
-    "no_average_price": "probability",
-    "no_status": "probability",
-    "id_only_reply": "probability",
-    "position_lag_s": "seconds",
-    "latency_ms": "milliseconds",
-    "partial_fill": "fraction",
-}
 
 
 class SettingsError(TraderError):
@@ -63,6 +65,15 @@ class Settings(BaseSettings):
     database_url: SecretStr = SecretStr("")
     """PostgreSQL URL (``postgresql://user:password@host:port/db``). Empty: an embedded server
     under the state directory. A secret: never logged, printed or stored."""
+    database_pool_mode: str = "session"
+    """How ``TRADER_DATABASE_URL`` is pooled: ``session`` (a server, or PgBouncer in session
+    mode) or ``transaction`` (PgBouncer's transaction pooling: asyncpg's statement cache is
+    off, and the account lock and LISTEN use ``TRADER_SESSION_DATABASE_URL``)."""
+    session_database_url: SecretStr = Field(default=SecretStr(""), validate_default=True)
+    """PostgreSQL URL of the session connections that hold the account lock and LISTEN for
+    requests. Empty: ``TRADER_DATABASE_URL``. Required, and different from it, when the pool
+    mode is ``transaction``: session advisory locks and LISTEN do not survive transaction
+    pooling. A secret: never logged, printed or stored."""
     state_dir: Path = Path("./var")
     """Directory of the daemon's own state: the embedded database, the audit spool and dead
     letters, the paper venue's book, trailing-stop state."""
@@ -156,31 +167,34 @@ class Settings(BaseSettings):
         """Every secret's plain value, for the log redactor to mask (never to print). The
         database password is listed on its own too: a driver message may quote it
         without the rest of the URL."""
-        secrets = (self.api_key, self.api_secret, self.api_password, self.database_url)
+        secrets = (self.api_key, self.api_secret, self.api_password)
         values = [s.get_secret_value() for s in secrets]
-        with contextlib.suppress(ValueError):
-            values.append(urlsplit(values[-1]).password or "")
+        for url in (self.database_url, self.session_database_url):
+            values.append(url.get_secret_value())
+            with contextlib.suppress(ValueError):
+                values.append(urlsplit(values[-1]).password or "")
         return tuple(values)
 
     # -- validators ------------------------------------------------------------------
-    @field_validator("database_url")
+    @field_validator("database_url", "session_database_url")
     @classmethod
     def _url(cls, value: SecretStr) -> SecretStr:
-        raw = value.get_secret_value().strip()
-        if raw:
-            # Never echo the URL in a message: it may hold a password.
-            try:
-                parts = urlsplit(raw)
-                port = parts.port  # raises on a port that is not a number in 0-65535
-            except ValueError:
-                raise ValueError(
-                    "must be a postgresql:// URL (its host or port is malformed)"
-                ) from None
-            if parts.scheme not in ("postgres", "postgresql") or not (parts.hostname or parts.path):
-                raise ValueError("must be a postgresql:// URL")
-            if port == 0:
-                raise ValueError("must be a postgresql:// URL (port 0 is not a port)")
-        return SecretStr(raw)
+        return SecretStr(postgres_url(value.get_secret_value()))
+
+    @field_validator("database_pool_mode")
+    @classmethod
+    def _pool_mode(cls, value: str) -> str:
+        if value not in ("session", "transaction"):
+            raise ValueError("must be 'session' or 'transaction'")
+        return value
+
+    @field_validator("session_database_url")
+    @classmethod
+    def _session_url(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        main = info.data.get("database_url")
+        mode = info.data.get("database_pool_mode")
+        session_url_needed(value.get_secret_value(), main.get_secret_value() if main else "", mode)
+        return value
 
     @field_validator("account")
     @classmethod
@@ -234,31 +248,7 @@ class Settings(BaseSettings):
     @field_validator("paper_faults", mode="before")
     @classmethod
     def _faults(cls, value: Any) -> dict[str, Decimal]:
-        if isinstance(value, dict):
-            pairs = list(value.items())
-        else:
-            pairs = []
-            for item in str(value or "").split(","):
-                if not item.strip():
-                    continue
-                name, sep, text = item.partition("=")
-                if not sep:
-                    raise ValueError(f"{item.strip()!r} must be name=value")
-                pairs.append((name.strip(), text.strip()))
-        faults: dict[str, Decimal] = {}
-        for name, raw in pairs:
-            if name not in FAULT_NAMES:
-                raise ValueError(f"unknown fault {name!r} (known: {', '.join(FAULT_NAMES)})")
-            try:
-                number = Decimal(str(raw).strip())
-            except ArithmeticError:
-                raise ValueError(f"{name} must be a number") from None
-            if not number.is_finite() or number < 0:
-                raise ValueError(f"{name} must be a finite number >= 0")
-            if FAULT_NAMES[name] in ("probability", "fraction") and number > 1:
-                raise ValueError(f"{name} is a {FAULT_NAMES[name]} and must be <= 1")
-            faults[name] = number
-        return faults
+        return paper_faults(value)
 
     @field_validator(
         "stop_loss_percent",
@@ -270,15 +260,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _percent(cls, value: Any) -> Any:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None
-        try:
-            number = Decimal(str(value).strip().rstrip("%"))
-        except ArithmeticError:
-            raise ValueError("must be a number") from None
-        if not number.is_finite() or number <= 0 or number >= 100:
-            raise ValueError("must be a percentage between 0 and 100 (exclusive)")
-        return number
+        return percent(value)
 
     @field_validator("paper_balance", "paper_slippage_bps")
     @classmethod

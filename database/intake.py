@@ -44,8 +44,11 @@ class IntakeListener:
         account: str,
         *,
         poll_interval_s: float = 2.0,
+        listen_pool: asyncpg.Pool | None = None,
     ) -> None:
         self._pool = pool
+        # LISTEN needs a session: behind transaction pooling, a pool of its own.
+        self._listen_pool = listen_pool or pool
         self._repo = Repository(pool)
         self._handler = handler
         self._account = account
@@ -166,7 +169,7 @@ class IntakeListener:
         delay = 0.5
         while True:
             try:
-                conn = await self._pool.acquire(timeout=10)
+                conn = await self._listen_pool.acquire(timeout=10)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("intake_listen_connect_failed", error=type(exc).__name__)
                 await asyncio.sleep(delay)
@@ -195,7 +198,7 @@ class IntakeListener:
                     else:
                         await conn.remove_listener(CHANNEL, on_notify)
                 with contextlib.suppress(Exception):
-                    await self._pool.release(conn, timeout=2)
+                    await self._listen_pool.release(conn, timeout=2)
 
     def _callbacks(self, lost: asyncio.Event) -> tuple[Any, Any]:
         def on_notify(*_: object) -> None:

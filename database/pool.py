@@ -83,6 +83,29 @@ async def create_pool(
             raise error from None
 
 
+def statement_cache_size(settings: Settings) -> int:
+    """asyncpg's prepared-statement cache: on against a server or a session pool; off
+    behind PgBouncer's transaction pooling, where a named statement prepared on one
+    server connection is unknown to the next transaction's (PgBouncer 1.18 does not
+    track them). Queries still run as unnamed statements, COPY included."""
+    return 0 if settings.database_pool_mode == "transaction" else 100
+
+
+@asynccontextmanager
+async def open_session_pool(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
+    """The pool whose connections are sessions (the account lock, LISTEN): ``pool`` itself
+    unless ``TRADER_SESSION_DATABASE_URL`` names another way to the same database."""
+    url = settings.session_database_url.get_secret_value()
+    if not url:
+        yield pool
+        return
+    session = await create_pool(url, min_size=1, max_size=3, wait_s=10.0)
+    try:
+        yield session
+    finally:
+        await _close_pool(session)
+
+
 @asynccontextmanager
 async def open_database(
     settings: Settings, *, min_size: int = 1, max_size: int = 10, wait_s: float = 10.0
@@ -95,7 +118,13 @@ async def open_database(
     """
     url = settings.database_url.get_secret_value()
     if url:
-        pool = await create_pool(url, min_size=min_size, max_size=max_size, wait_s=wait_s)
+        pool = await create_pool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            wait_s=wait_s,
+            statement_cache_size=statement_cache_size(settings),
+        )
         try:
             yield pool
         finally:
