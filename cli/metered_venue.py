@@ -38,19 +38,22 @@ class MeteredVenue:
     def __init__(self, venue: Any, metrics: TraderMetrics) -> None:
         self._venue = venue
         self._metrics = metrics
-        self._wrapped: dict[str, Callable[..., Awaitable[Any]]] = {}
 
     def __repr__(self) -> str:
         return f"MeteredVenue({self._venue!r})"
 
     def __getattr__(self, name: str) -> Any:
+        # Only reached for a name not yet on this object. A method (timed, or forwarded
+        # like ``market`` and the paper venue's ``on_tick``, which run on every tick) is
+        # stored on the instance, so later look-ups never come back here. Plain values
+        # (``name``, ``leverage``) are read from the venue each time.
         target = getattr(self._venue, name)
-        if name not in TIMED:
+        if name in TIMED:
+            target = self._timed(name, target)
+        elif not callable(target):
             return target
-        wrapped = self._wrapped.get(name)
-        if wrapped is None:
-            wrapped = self._wrapped[name] = self._timed(name, target)
-        return wrapped
+        setattr(self, name, target)
+        return target
 
     def _timed(
         self, method: str, call: Callable[..., Awaitable[Any]]

@@ -138,3 +138,22 @@ async def test_ticks_are_a_counter_and_feed_age_is_per_symbol() -> None:
     )
     age = value("trader_feed_age_seconds", {"symbol": BTC})
     assert age is not None and 0 <= age < 5
+
+
+async def test_forwarded_methods_are_looked_up_once() -> None:
+    """A forwarded method (the tick path's ``market``) is stored on the wrapper after its
+    first look-up, so a tick pays no forwarding; values like ``name`` stay live."""
+    metrics = TraderMetrics()
+
+    class Venue:
+        name = "first"
+
+        def market(self, symbol: str) -> str:
+            return symbol
+
+    inner = Venue()
+    venue = MeteredVenue(inner, metrics)
+    assert "BTC" == venue.market("BTC")
+    assert "market" in vars(venue)
+    inner.name = "second"
+    assert "second" == venue.name
