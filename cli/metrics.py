@@ -5,17 +5,19 @@ default) : ``TRADER_METRICS_PORT``.
 Latencies are Histograms in seconds, with buckets from 10 µs to 10 s; counts are Counters
 (exposed with ``_total``); levels are Gauges. The hot paths only call ``observe`` / ``inc``
 (thread-safe in prometheus_client). Levels read from the daemon's structures (positions,
-orders, the audit writer) are set by :meth:`TraderMetrics.refresh`, which the event loop
-calls: the server's thread renders the registry and never walks a structure the loop is
-changing.
+orders, the audit writer) are set by :meth:`TraderMetrics.refresh` when a scrape asks for
+them, run in the event loop: the server's thread never walks a structure the loop is
+changing, and nothing walks them when nobody scrapes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import errno
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from core.daemon import Daemon
 from core.errors import TraderError
+from core.reconciler import DISCREPANCY_EVENTS
 from core.records import Severity
 
 # 10 µs .. 10 s, about three buckets a decade: a tick-to-submit p99 of 1 ms and a venue
@@ -48,21 +51,6 @@ LATENCY_BUCKETS = (
     5.0,
     10.0,
 )
-# The events reconciliation raises when our records and the venue disagree.
-RECONCILE_DISCREPANCIES = frozenset(
-    {
-        "protecting",
-        "quantity_reconciled",
-        "closed_on_venue",
-        "closed_elsewhere",
-        "venue_flat_suspected",
-        "orphan_cancelled",
-        "adopted",
-        "unknown_order",
-        "unknown_position",
-        "stop_missing",
-    }
-)
 
 
 class MetricsUnavailable(TraderError):
@@ -74,6 +62,12 @@ class TraderMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # Registered first, so the registry (which collects in registration order) sets
+        # the levels before it reads the gauges below.
+        self.registry.register(_RefreshOnScrape(self))
+        self._source: tuple[Daemon, Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._latencies(self.registry)
         self._counts(self.registry)
         self._levels(self.registry)
@@ -165,10 +159,42 @@ class TraderMetrics:
     def on_event(self, kind: str, severity: Severity) -> None:
         """Count an event by severity, and the reconciliation discrepancies by kind."""
         self.events.labels(severity.value).inc()
-        if kind in RECONCILE_DISCREPANCIES:
+        if kind in DISCREPANCY_EVENTS:
             self.reconcile_discrepancies.labels(kind).inc()
 
     # -- levels, read by the event loop --------------------------------------------------
+    def bind(self, daemon: Daemon, audit: Any) -> None:
+        """From now on a scrape reads the levels of ``daemon`` and ``audit``, in the event
+        loop that calls this."""
+        self._source = (daemon, audit)
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+
+    def refresh_for_scrape(self) -> None:
+        """Set the levels from the bound daemon, in its event loop (at most 5 s of waiting:
+        a loop that busy, or closing, leaves the last levels standing)."""
+        source = self._source
+        if source is None:
+            return
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            self.refresh(*source)
+            return
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                self.refresh(*source)
+            except BaseException as exc:  # handed to the scraping thread, never lost
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
+        try:
+            self._loop.call_soon_threadsafe(run)
+            done.result(timeout=5)
+        except (RuntimeError, TimeoutError):
+            pass
+
     def refresh(self, daemon: Daemon, audit: Any) -> None:
         """Set the levels from the running daemon and its audit writer (event loop only)."""
         self.ready.set(1)
@@ -195,6 +221,20 @@ class TraderMetrics:
         self.audit_degraded.set(1 if audit.degraded else 0)
         self.dead_letters.set(audit.dead_letter_count)
         self.dead_letter_age.set(audit.dead_letter_oldest_age_s or 0.0)
+
+
+class _RefreshOnScrape:
+    """A collector of nothing: collecting it sets the levels for the scrape in progress."""
+
+    def __init__(self, metrics: TraderMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())  # registering it must not collect (auto_describe would)
+
+    def collect(self) -> Iterator[Any]:
+        self._metrics.refresh_for_scrape()
+        return iter(())
 
 
 @asynccontextmanager

@@ -223,24 +223,14 @@ def _stop_on_lost_lock(stack: AsyncExitStack, lock: Any, stop: asyncio.Event) ->
     stack.callback(watch.cancel)
 
 
-def _measure(
-    stack: AsyncExitStack, metrics: TraderMetrics, daemon: Daemon, core: Any, audit: Any
-) -> None:
-    """Point the core's and the audit writer's hooks at the metrics, and keep the levels
-    fresh while the daemon runs."""
+def _measure(metrics: TraderMetrics, daemon: Daemon, core: Any, audit: Any) -> None:
+    """Point the core's and the audit writer's hooks at the metrics, and let a scrape read
+    the levels of the running daemon."""
     core.journal.on_event = metrics.on_event
     core.orders.on_latency = metrics.tick_to_submit.observe
     core.apm.on_protected = metrics.open_to_protected.observe
     audit.on_lag = metrics.audit_lag.observe
-    refresher = asyncio.create_task(_refresh(metrics, daemon, audit), name="metrics")
-    stack.callback(refresher.cancel)
-
-
-async def _refresh(metrics: TraderMetrics, daemon: Daemon, audit: Any) -> None:
-    """Set the metrics' levels from the daemon, in the event loop, once a second."""
-    while True:
-        metrics.refresh(daemon, audit)
-        await asyncio.sleep(1.0)
+    metrics.bind(daemon, audit)
 
 
 async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> int:
@@ -287,7 +277,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
         feed = await stack.enter_async_context(build_feed(settings, venue))
         daemon = _wire_daemon(settings, core, feed, notifier, intake, audit, repo)
         if metered:
-            _measure(stack, metrics, daemon, core, audit)
+            _measure(metrics, daemon, core, audit)
         # Everything built so far (markets, ccxt's tables, the restored book) lives as long
         # as the process: out of the collector's sight, a full collection no longer walks
         # it, which keeps GC pauses on the tick path short (~10x measured under load).

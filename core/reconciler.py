@@ -50,6 +50,22 @@ from core.venue import (
 )
 from core.venue_sweep import VenueSweep, restored_signal
 
+# The events raised when our records and the venue disagree and something is done about it
+# (here, in core/venue_sweep.py and core/position_sync.py): what an operator counts.
+DISCREPANCY_EVENTS = frozenset(
+    {
+        "protecting",
+        "closed_on_venue",
+        "closed_elsewhere",
+        "venue_flat_suspected",
+        "orphan_cancelled",
+        "adopted",
+        "unknown_order",
+        "unknown_position",
+        "stop_missing",
+    }
+)
+
 _OPENING = (PositionStatus.PENDING_ENTRY, PositionStatus.ENTRY_PLACED, PositionStatus.PENDING_SL)
 
 

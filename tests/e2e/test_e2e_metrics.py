@@ -57,12 +57,15 @@ def test_a_scrape_after_a_trade_shows_what_an_operator_pages_on(trader: Trader) 
     )
     trader.feed.ticks([50_020, 50_030])
     trader.db.wait_for("SELECT count(*) FROM monitoring.positions WHERE status = 'active'")
-    # The levels refresh once a second.
+    # Recorded in SQL first; the scrape shows it (and the later ticks) a moment after.
     text = wait_until(
         lambda: _scrape(port),
-        lambda body: "trader_open_positions 1.0" in body.splitlines(),
+        lambda body: (
+            "trader_open_positions 1.0" in body.splitlines()
+            and _value(body, "trader_ticks_total") >= 4
+        ),
         10,
-        "one open position on /metrics",
+        "one open position and the four ticks on /metrics",
     )
     assert 1.0 == _value(text, "trader_ready")
     assert 1.0 == _value(text, "trader_open_positions")

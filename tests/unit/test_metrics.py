@@ -157,3 +157,39 @@ async def test_forwarded_methods_are_looked_up_once() -> None:
     assert "market" in vars(venue)
     inner.name = "second"
     assert "second" == venue.name
+
+
+async def test_a_scrape_reads_the_levels_of_the_bound_daemon_at_that_moment() -> None:
+    """Once bound, each collection sets the levels from the daemon as it is then: no
+    refresh loop, nothing walked between scrapes."""
+    metrics = TraderMetrics()
+    stack = build_stack()
+    metrics.bind(_daemon(stack), _audit())
+    value = metrics.registry.get_sample_value
+    assert (1.0, 0.0) == (value("trader_ready"), value("trader_open_positions"))
+    await stack.apm.open_position_atomic(long_signal())
+    assert 1.0 == value("trader_open_positions")
+
+
+def test_every_counted_discrepancy_is_an_event_the_core_raises() -> None:
+    """Each kind the discrepancy counter matches is the first argument of some
+    ``.event("kind", ...)`` call in core/ (or of the venue sweep's ``_report``, which raises
+    its kind as an event), so a renamed event cannot go silently uncounted."""
+    import ast
+    from pathlib import Path
+
+    from core.reconciler import DISCREPANCY_EVENTS
+
+    raised = set()
+    for path in (Path(__file__).resolve().parents[2] / "core").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("event", "_report")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                raised.add(node.args[0].value)
+    assert len(raised) > 20  # the scan found the journal's events at all
+    assert set() == DISCREPANCY_EVENTS - raised
