@@ -50,6 +50,7 @@ from core.venue import (
     OrderNotFound,
     OrderRequest,
 )
+from exchanges.ccxt_client import credentials
 from exchanges.ccxt_errors import (
     is_translatable,
 )
@@ -84,13 +85,7 @@ class CcxtAdapter(CcxtLookup):
     @classmethod
     def from_settings(cls, settings: Settings) -> CcxtAdapter:
         """The adapter for ``TRADER_EXCHANGE`` with the configured credentials."""
-        return cls(
-            settings.exchange,
-            api_key=settings.api_key.get_secret_value(),
-            secret=settings.api_secret.get_secret_value(),
-            password=settings.api_password.get_secret_value(),
-            testnet=settings.testnet,
-        )
+        return cls(settings.exchange, **credentials(settings))
 
     # -- orders ------------------------------------------------------------------------
     async def create_order(self, request: OrderRequest) -> ExchangeOrder:

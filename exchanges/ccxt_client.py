@@ -84,14 +84,19 @@ def price_watcher(
     return client
 
 
+def credentials(settings: Settings) -> dict[str, Any]:
+    """The configured credentials (out of their ``SecretStr``) and the testnet switch, as
+    the adapter and the price watcher take them; nowhere else are they unwrapped."""
+    return {
+        "api_key": settings.api_key.get_secret_value(),
+        "secret": settings.api_secret.get_secret_value(),
+        "password": settings.api_password.get_secret_value(),
+        "testnet": settings.testnet,
+    }
+
+
 def price_watcher_from_settings(settings: Settings) -> Any | None:
     """:func:`price_watcher` for ``TRADER_EXCHANGE`` (``None`` for the paper venue)."""
     if settings.is_paper:
         return None
-    return price_watcher(
-        settings.exchange,
-        api_key=settings.api_key.get_secret_value(),
-        secret=settings.api_secret.get_secret_value(),
-        password=settings.api_password.get_secret_value(),
-        testnet=settings.testnet,
-    )
+    return price_watcher(settings.exchange, **credentials(settings))
