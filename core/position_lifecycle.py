@@ -45,35 +45,43 @@ class StopMove:
     price: Decimal
 
 
+_NO_MOVES: tuple[StopMove, ...] = ()
+
+
 class PositionLifecycle(PositionSync):
     """Everything that happens to a position between its open and its close."""
 
     # -- ticks -------------------------------------------------------------------------
-    def on_tick(self, tick: Tick) -> list[StopMove]:
+    def on_tick(self, tick: Tick) -> tuple[StopMove, ...]:
         """Mark positions on ``tick.symbol``; return the stop moves due. Never awaits."""
         live = self._book.on_symbol(tick.symbol)
-        if live is None or live.marks.base.status is not PositionStatus.ACTIVE:
-            return []
-        live.marks.mark(tick.price)
-        if live.next_sample is None or tick.ts >= live.next_sample:
+        if live is None:
+            return _NO_MOVES
+        marks = live.marks
+        if marks.base.status is not PositionStatus.ACTIVE:
+            return _NO_MOVES
+        price = tick.price
+        marks.mark(price)
+        next_sample = live.next_sample
+        if next_sample is None or tick.ts >= next_sample:
             live.last_sample = tick.ts
             live.next_sample = tick.ts + self._sample_interval
             self._journal.sample(live.position)
         rules = live.rules
         if rules is None or live.busy:
-            return []
-        tick_size = self._adapter.market(live.symbol).tick_size
+            return _NO_MOVES
         gate = live.gate
-        if gate is None or not gate.fits(live.marks, rules, tick_size):
-            gate = live.gate = StopGate(live.marks, rules, tick_size)
+        if gate is None or not gate.fits(marks, rules):
+            # The venue's markets are loaded once per process (exchanges/ccxt_markets.py
+            # caches them, the paper table is fixed), so the tick size is looked up only
+            # when the levels are rebuilt, not on every tick.
+            gate = live.gate = StopGate(marks, rules, self._adapter.market(live.symbol).tick_size)
         # Most ticks end here: the price is short of every level that can move the stop,
         # or the last move is too recent.
-        if not gate.due(tick.price) or gate.waiting(live.last_stop_move, tick.ts):
-            return []
-        target = stop_target(
-            live.position, tick.price, rules, tick_size, live.last_stop_move, tick.ts
-        )
-        return [] if target is None else [StopMove(live.id, target)]
+        if not gate.due(price) or gate.waiting(live.last_stop_move, tick.ts):
+            return _NO_MOVES
+        target = stop_target(live.position, price, rules, gate.tick, live.last_stop_move, tick.ts)
+        return _NO_MOVES if target is None else (StopMove(live.id, target),)
 
     # -- stop moves --------------------------------------------------------------------
     async def move_stop(self, position_id: int, price: Decimal, reason: str = "trailing") -> None:

@@ -89,9 +89,10 @@ class StopGate:
             else:
                 self._best = _toward((stop + (step - tick) * sign) / factor, long)
 
-    def fits(self, marks: Marks, rules: StopRules, tick: Decimal) -> bool:
-        """Whether these levels are still the ones for ``marks``, ``rules`` and ``tick``."""
-        return marks is self.marks and rules is self.rules and tick == self.tick
+    def fits(self, marks: Marks, rules: StopRules) -> bool:
+        """Whether these levels are still the ones for ``marks`` and ``rules`` (a market's
+        tick size does not change under a running daemon: markets are loaded once)."""
+        return marks is self.marks and rules is self.rules
 
     def due(self, price: Decimal) -> bool:
         """Whether ``stop_target`` may answer other than None at ``price``, the best price

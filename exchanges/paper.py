@@ -339,10 +339,10 @@ class PaperExchange(AsyncResource):
     # -- internals ---------------------------------------------------------------------------
     async def _call(self) -> None:
         self._check_open()
-        latency = self._faults.latency_ms
-        if latency > 0:
-            await asyncio.sleep(float(latency) / 1000)
-            self._check_open()
+        # Every call suspends once, as a real venue's does: else a fired order's submit,
+        # fills and stop resize run in one step, ahead of other orders' submits.
+        await asyncio.sleep(max(float(self._faults.latency_ms), 0.0) / 1000)
+        self._check_open()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -143,7 +143,7 @@ class PaperLedger:
         # Prices alone are saved at most once per interval (any other change saves them
         # at once): cheap, and a restart resumes from a price at most that old.
         self.price_save_interval = price_save_interval
-        self._prices_saved_at: datetime | None = None
+        self._prices_due_at: datetime | None = None  # None: at the first price
 
     # -- lookups -----------------------------------------------------------------------
     def find(self, exchange_order_id: str | None, client_order_id: str | None) -> PaperOrder:
@@ -241,7 +241,7 @@ class PaperLedger:
         if not self._dirty and not self._prices_due():
             return None
         if self._changed_prices:
-            self._prices_saved_at = self._now()
+            self._prices_due_at = self._now() + self.price_save_interval
         delta = Delta(
             balance=self.balance,
             next_order=self.next_order,
@@ -261,8 +261,8 @@ class PaperLedger:
     def _prices_due(self) -> bool:
         if not self._changed_prices:
             return False
-        saved = self._prices_saved_at
-        return saved is None or self._now() - saved >= self.price_save_interval
+        due = self._prices_due_at
+        return due is None or self._now() >= due
 
     def discard_delta(self) -> None:
         """Forget pending changes (only after a load, where they are already on disk)."""

@@ -207,3 +207,20 @@ def test_faults_come_from_settings(tmp_path: Path) -> None:
         assert (settings.paper_dir / "snapshot.json").exists()
     finally:
         venue.close()
+
+
+async def test_every_call_suspends_once_as_a_real_venues_does_without_a_latency_fault() -> None:
+    """With no latency fault a venue call still yields to the loop: work made ready before
+    it (another fired order's submit) runs before the call returns, not after its follow-up."""
+    venue = PaperExchange(None)
+    venue.set_price(BTC, "50000")
+    ran: list[str] = []
+
+    async def other() -> None:
+        ran.append("other")
+
+    task = asyncio.create_task(other())
+    await venue.create_order(req("e1", "buy", "MARKET", "0.01"))
+    ran.append("call returned")
+    await task
+    assert ran == ["other", "call returned"]

@@ -80,7 +80,7 @@ def test_gated_stop_target_equals_every_tick(
         expected = stop_target(position, price, rules, TICK, last_move, now)
         live.marks.mark(price)
         gate = live.gate
-        if gate is None or not gate.fits(live.marks, rules, TICK):
+        if gate is None or not gate.fits(live.marks, rules):
             gate = live.gate = StopGate(live.marks, rules, TICK)
         got = (
             stop_target(live.position, price, rules, TICK, last_move, now)
