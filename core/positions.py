@@ -77,12 +77,15 @@ class Marks:
         "_low",
         "_markable",
         "_price",
-        "_snap",
         "_worst",
+        "base",
     )
 
     def __init__(self, position: Position) -> None:
-        self._snap = position
+        # The latest snapshot without this tick's marks: every field that marking does not
+        # touch (status, side, quantity, stop, entry) is current here, at no cost. A plain
+        # attribute, not a property: the tick path reads it on every tick. Read-only.
+        self.base = position
         self._price = position.current_price
         self._high = position.high_water_mark
         self._low = position.low_water_mark
@@ -93,12 +96,6 @@ class Marks:
         self._far: Decimal | None = None
         self._changes = 0
         self._markable = position.entry_price is not None and position.quantity != 0
-
-    @property
-    def base(self) -> Position:
-        """The latest snapshot without this tick's marks: every field that marking does not
-        touch (status, side, quantity, stop, entry) is current here, at no cost."""
-        return self._snap
 
     @property
     def price(self) -> Decimal | None:
@@ -151,17 +148,17 @@ class Marks:
         best = self._high if self._long else self._low
         if far is None or best is None:
             return worst
-        drawdown = abs(best - far) * self._snap.quantity
+        drawdown = abs(best - far) * self.base.quantity
         return worst if worst >= drawdown else drawdown
 
     def snapshot(self) -> Position:
         """The position with its marks: equal to :func:`mark` applied tick by tick."""
         if self._changes == 0:
-            return self._snap
+            return self.base
         snap = _marked(
-            self._snap, self._price, self._high, self._low, self._stretch_worst(), self._changes
+            self.base, self._price, self._high, self._low, self._stretch_worst(), self._changes
         )
-        self._snap = snap
+        self.base = snap
         self._changes = 0
         return snap
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, Callable, Coroutine
+from collections.abc import AsyncIterable, Callable, Coroutine, Sequence
 from typing import Any
 
 import structlog
@@ -18,10 +18,12 @@ import structlog
 from core.errors import TraderError
 from core.models import Tick
 from core.order_manager import OrderManager
-from core.position_lifecycle import PositionLifecycle
+from core.order_model import Order
+from core.position_lifecycle import PositionLifecycle, StopMove
 from core.prices import PriceBoard
 
 TickHook = Callable[[Tick], None]
+_monotonic = time.monotonic  # read once per tick: a module global, not an attribute
 
 
 class TaskSet:
@@ -113,6 +115,12 @@ class TickLoop:
             # every later tick (and a restart would only meet the same order again).
             self._log.exception("tick_handling_failed", symbol=tick.symbol)
             return
+        if fired or moves:  # most ticks start nothing
+            self._spawn(fired, moves, started)
+        self.ticks += 1
+        self.last_tick_monotonic = self.symbol_seen[tick.symbol] = _monotonic()
+
+    def _spawn(self, fired: list[Order], moves: Sequence[StopMove], started: int) -> None:
         for order in fired:
             self._tasks.spawn(
                 self._orders.execute(order, started), f"execute {order.client_order_id}"
@@ -122,5 +130,3 @@ class TickLoop:
                 self._positions.move_stop(move.position_id, move.price),
                 f"move stop p{move.position_id}",
             )
-        self.ticks += 1
-        self.last_tick_monotonic = self.symbol_seen[tick.symbol] = time.monotonic()

@@ -157,10 +157,7 @@ class PaperExchange(AsyncResource):
 
     # -- prices --------------------------------------------------------------------------
     def on_tick(self, tick: Tick) -> tuple[ExchangeOrder, ...]:
-        """Learn a price and match resting orders; return the orders it changed.
-
-        Ticks for symbols the venue does not list are ignored.
-        """
+        """Learn a price, match resting orders, return those it changed (unlisted: none)."""
         self._check_open()
         try:
             market = self._markets.resolve(tick.symbol)
@@ -171,7 +168,8 @@ class PaperExchange(AsyncResource):
         try:
             changed = self._book.on_price(tick)
         finally:
-            self._commit()
+            if self._book.unsaved:  # not on the common tick: a price alone waits
+                self._commit()
         return tuple(self._view(o) for o in changed) if changed else ()
 
     def set_price(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from core.models import Market, Side, Tick
@@ -144,6 +144,7 @@ class PaperLedger:
         # at once): cheap, and a restart resumes from a price at most that old.
         self.price_save_interval = price_save_interval
         self._prices_due_at: datetime | None = None  # None: at the first price
+        self._newest_ts = datetime.min.replace(tzinfo=UTC)  # of the ticks seen
 
     # -- lookups -----------------------------------------------------------------------
     def find(self, exchange_order_id: str | None, client_order_id: str | None) -> PaperOrder:
@@ -238,10 +239,10 @@ class PaperLedger:
         they are saved once ``price_save_interval`` has passed since they were last
         saved, so ``last_prices`` survives a crash without a write per tick.
         """
-        if not self._dirty and not self._prices_due():
+        if not self.unsaved:
             return None
         if self._changed_prices:
-            self._prices_due_at = self._now() + self.price_save_interval
+            self._prices_due_at = self._newest_ts + self.price_save_interval
         delta = Delta(
             balance=self.balance,
             next_order=self.next_order,
@@ -258,11 +259,16 @@ class PaperLedger:
         self._dirty = False
         return delta
 
-    def _prices_due(self) -> bool:
+    @property
+    def unsaved(self) -> bool:
+        """Whether :meth:`take_delta` has something to save now. Prices alone are due by
+        the newest tick's time (no clock read on the tick path: this runs on every tick)."""
+        if self._dirty:
+            return True
         if not self._changed_prices:
             return False
         due = self._prices_due_at
-        return due is None or self._now() >= due
+        return due is None or self._newest_ts >= due
 
     def discard_delta(self) -> None:
         """Forget pending changes (only after a load, where they are already on disk)."""
