@@ -339,7 +339,7 @@ class PaperExchange(AsyncResource):
         self._check_open()
         # Every call suspends once, as a real venue's does: else a fired order's submit,
         # fills and stop resize run in one step, ahead of other orders' submits.
-        await asyncio.sleep(max(float(self._faults.latency_ms), 0.0) / 1000)
+        await asyncio.sleep(float(self._faults.latency_ms) / 1000)  # parsed >= 0
         self._check_open()
 
     def _check_open(self) -> None:

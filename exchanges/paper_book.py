@@ -175,8 +175,6 @@ class PaperBook(PaperLedger):
         """Record the price and match the symbol's resting orders; return the orders changed."""
         self.prices[tick.symbol] = tick
         self._changed_prices.add(tick.symbol)
-        if tick.ts > self._newest_ts:
-            self._newest_ts = tick.ts
         resting = self._resting.get(tick.symbol)
         if not resting:
             return []

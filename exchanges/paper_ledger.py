@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from core.models import Market, Side, Tick
@@ -144,7 +144,6 @@ class PaperLedger:
         # at once): cheap, and a restart resumes from a price at most that old.
         self.price_save_interval = price_save_interval
         self._prices_due_at: datetime | None = None  # None: at the first price
-        self._newest_ts = datetime.min.replace(tzinfo=UTC)  # of the ticks seen
 
     # -- lookups -----------------------------------------------------------------------
     def find(self, exchange_order_id: str | None, client_order_id: str | None) -> PaperOrder:
@@ -242,7 +241,7 @@ class PaperLedger:
         if not self.unsaved:
             return None
         if self._changed_prices:
-            self._prices_due_at = self._newest_ts + self.price_save_interval
+            self._prices_due_at = self._now() + self.price_save_interval
         delta = Delta(
             balance=self.balance,
             next_order=self.next_order,
@@ -261,14 +260,16 @@ class PaperLedger:
 
     @property
     def unsaved(self) -> bool:
-        """Whether :meth:`take_delta` has something to save now. Prices alone are due by
-        the newest tick's time (no clock read on the tick path: this runs on every tick)."""
+        """Whether :meth:`take_delta` has something to save now (checked on every tick).
+
+        Prices alone fall due by the venue's own clock, not by the ticks' timestamps: a
+        feed's glitched future timestamp must not stop them being saved."""
         if self._dirty:
             return True
         if not self._changed_prices:
             return False
         due = self._prices_due_at
-        return due is None or self._newest_ts >= due
+        return due is None or self._now() >= due
 
     def discard_delta(self) -> None:
         """Forget pending changes (only after a load, where they are already on disk)."""

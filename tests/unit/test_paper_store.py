@@ -155,3 +155,20 @@ async def test_last_prices_survive_a_crash_when_only_prices_moved(tmp_path: Path
             recovered.append(reopened.last_prices())
     # 50200 was due (6 s after the first save); 50300 rode along with the order's write.
     assert recovered == [{BTC: D("50200")}, {BTC: D("50300")}]
+
+
+async def test_a_glitched_future_tick_time_does_not_stop_prices_being_saved(
+    tmp_path: Path,
+) -> None:
+    """Prices alone fall due by the venue's clock: after a tick stamped years ahead, the
+    next price a save interval later is still saved (a crash image reopens with it)."""
+    clock = Clock()
+    live = tmp_path / "live"
+    venue = PaperExchange(live, now=clock)
+    venue.set_price(BTC, "50000", ts=datetime(2099, 1, 1, tzinfo=UTC))
+    clock.advance(6)
+    venue.set_price(BTC, "50100")
+    shutil.copytree(live, tmp_path / "image")
+    await venue.aclose()
+    async with PaperExchange(tmp_path / "image", now=clock) as reopened:
+        assert reopened.last_prices() == {BTC: D("50100")}
