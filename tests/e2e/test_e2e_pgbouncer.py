@@ -34,12 +34,15 @@ def test_a_daemon_trades_through_pgbouncer_and_a_second_one_is_refused(
             timeout_s=30,
         )
         assert "done" == status
-        row = trader.db.fetchrow(
-            "SELECT p.status, count(o.*) FILTER (WHERE o.purpose = 'stop_loss') AS stops"
+        # The signal's status is set at once; the position and its orders reach the trail
+        # through the audit writer a moment later, so the test waits for them.
+        protected = trader.db.wait_for(
+            "SELECT p.status || ':' || count(o.*) FILTER (WHERE o.purpose = 'stop_loss')"
             " FROM monitoring.positions p JOIN monitoring.orders o ON o.position_id = p.id"
-            " GROUP BY p.id, p.status"
+            " GROUP BY p.id, p.status",
+            until=lambda value: value == "active:1",
         )
-        assert row is not None and ("active", 1) == (row["status"], row["stops"])
+        assert "active:1" == protected
         second = trader.daemon("second.log", **pooled).start()
         assert 1 == second.wait_exit(timeout_s=30)
         assert "already running for account 'main'" in second.text()
