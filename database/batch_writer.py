@@ -1,8 +1,10 @@
 """The database half of the audit writer: batches of records into their tables.
 
 :class:`BatchWriter` owns two connections of the pool and writes each batch in one
-transaction (rows believed new ``COPY``'d straight in, the others merged through the
-session's staging tables; database/repository.py). Two ways:
+transaction: a table's rows, when they are few (``MERGE_MAX_ROWS``), in one statement
+that takes them as arrays (the common small batch, where round trips are the cost);
+more, by ``COPY`` (rows believed new straight in, the others merged through the
+session's staging tables; database/audit_tables.py). Two ways:
 
 - :meth:`BatchWriter.launch`: the fast path, two batches in flight. While one batch
   commits (the server checks its foreign keys), the next is sent on the other
@@ -40,13 +42,16 @@ import asyncpg
 from config.logging import get_logger
 from core.records import AuditRecord, RecordKind
 from database.audit_tables import (
+    MERGE_MAX_ROWS,
     TABLES,
     Rows,
     TableSpec,
     group_rows,
     is_poison,
+    merge_statements,
     prepare_staging,
     write_fresh,
+    write_merged,
     write_rank,
     write_staged,
 )
@@ -159,6 +164,8 @@ class BatchWriter:
         # Keys of versioned rows this writer has sent: a hint for COPY versus merge.
         self._known: dict[RecordKind, set[Any]] = {}
         self._known_cap = known_keys_cap
+        # The one-statement writes of small groups, typed from the tables (see _connection).
+        self._merges: dict[RecordKind, str] | None = None
         self.error: BaseException | None = None
         """Why the last write found the database unavailable."""
 
@@ -244,8 +251,12 @@ class BatchWriter:
 
     async def _statements(self, conn: asyncpg.Connection, groups: Groups) -> None:
         timeout_s = self._write_timeout_s
+        merges = self._merges
         for spec, fresh, known in groups:
             # Updates of known rows before new rows (see the module docstring).
+            if len(fresh) + len(known) <= MERGE_MAX_ROWS and merges is not None:
+                await write_merged(conn, merges[spec.kind], known + fresh, timeout_s)
+                continue
             if known:
                 await write_staged(conn, spec, known, timeout_s=timeout_s)
             if fresh:
@@ -264,6 +275,7 @@ class BatchWriter:
                 for name in ("json", "jsonb"):
                     await conn.reset_type_codec(name, schema="pg_catalog")
                 await asyncio.wait_for(prepare_staging(conn), self._write_timeout_s)
+                self._merges = await asyncio.wait_for(merge_statements(conn), self._write_timeout_s)
             except BaseException:
                 await self.release()
                 raise

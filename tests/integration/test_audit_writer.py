@@ -16,6 +16,7 @@ import pytest
 from core.models import PositionSide
 from core.position_model import Position, PositionStatus
 from core.records import AuditRecord, RecordKind, position_record
+from database import batch_writer
 from database.audit import AuditWriter
 from database.audit_queue import OVERFLOW_FILE
 from database.batch_writer import BatchWriter
@@ -58,6 +59,15 @@ def segments(spool_dir: Path) -> list[Path]:
     return sorted(spool_dir.glob("segment-*"))
 
 
+@pytest.fixture(params=["merge", "copy"])
+def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with small groups written by one statement (the default) and again
+    with every group through COPY, as groups above MERGE_MAX_ROWS are."""
+    if request.param == "copy":
+        monkeypatch.setattr(batch_writer, "MERGE_MAX_ROWS", 0)
+    return str(request.param)
+
+
 def expected(stories: int) -> dict[str, int]:
     return {table: n * stories for table, n in EXPECTED_PER_STORY.items()}
 
@@ -73,7 +83,7 @@ async def assert_events_in_version_order(pool: asyncpg.Pool) -> None:
 
 
 async def test_mixed_records_are_written_once_and_current(
-    pool: asyncpg.Pool, tmp_path: Path
+    pool: asyncpg.Pool, tmp_path: Path, write_path: str
 ) -> None:
     """Every kind lands in its table once; orders and positions show their newest state."""
     async with AuditWriter(pool, tmp_path) as audit:
@@ -92,7 +102,7 @@ async def test_mixed_records_are_written_once_and_current(
 
 
 async def test_older_snapshot_arriving_later_changes_nothing(
-    pool: asyncpg.Pool, tmp_path: Path
+    pool: asyncpg.Pool, tmp_path: Path, write_path: str
 ) -> None:
     """A stale order version, in a later batch or from a fresh writer, loses to the newest."""
     story = position_story(1)
@@ -114,7 +124,7 @@ async def test_older_snapshot_arriving_later_changes_nothing(
 
 
 async def test_poison_records_go_to_dead_letter_and_the_rest_is_written(
-    pool: asyncpg.Pool, tmp_path: Path
+    pool: asyncpg.Pool, tmp_path: Path, write_path: str
 ) -> None:
     """Rows the database refuses are isolated with their error; all others are written."""
     story = position_story(1)
@@ -187,7 +197,9 @@ async def test_aclose_flushes_everything(pool: asyncpg.Pool, tmp_path: Path) -> 
     assert not segments(tmp_path)
 
 
-async def test_spool_replay_twice_leaves_one_copy(pool: asyncpg.Pool, tmp_path: Path) -> None:
+async def test_spool_replay_twice_leaves_one_copy(
+    pool: asyncpg.Pool, tmp_path: Path, write_path: str
+) -> None:
     """A spool left on disk is replayed at start; replaying the same records again (a
     crash mid-replay) adds nothing."""
     records = [rec for pid in (1, 2, 3) for rec in position_story(pid)]
@@ -348,7 +360,7 @@ def market_position(pid: int, status: PositionStatus, version: int) -> AuditReco
 
 
 async def test_close_of_one_position_and_open_of_the_next_share_a_batch(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, write_path: str
 ) -> None:
     """A batch holding the close of position 1 (an update of a row this writer wrote) and
     the open of position 2 on the same market commits on the fast path: the update is
