@@ -195,11 +195,16 @@ WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
 async def merge_statements(conn: asyncpg.Connection) -> dict[RecordKind, str]:
     """Per kind, one ``INSERT ... SELECT FROM unnest(arrays) ... ON CONFLICT`` with the
     table's own rule, typed from the table as the server has it (read once per
-    connection). See :func:`write_merged`."""
+    connection). See :func:`write_merged`.
+
+    A table that lacks one of its columns (a schema drifted under a running daemon) gets
+    none: its rows go through COPY, whose refusal names the column (batch_writer.py
+    schema_refusal), so the trail degrades with a clear reason and keeps the records."""
     statements: dict[RecordKind, str] = {}
     for spec in TABLES.values():
         types = dict(await conn.fetch(_COLUMN_TYPES, spec.table))
-        statements[spec.kind] = spec.insert_from_arrays(types)
+        if all(c in types for c in spec.columns):
+            statements[spec.kind] = spec.insert_from_arrays(types)
     return statements
 
 

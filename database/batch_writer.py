@@ -251,11 +251,12 @@ class BatchWriter:
 
     async def _statements(self, conn: asyncpg.Connection, groups: Groups) -> None:
         timeout_s = self._write_timeout_s
-        merges = self._merges
+        merges = self._merges or {}
         for spec, fresh, known in groups:
             # Updates of known rows before new rows (see the module docstring).
-            if len(fresh) + len(known) <= MERGE_MAX_ROWS and merges is not None:
-                await write_merged(conn, merges[spec.kind], known + fresh, timeout_s)
+            merge = merges.get(spec.kind)
+            if merge is not None and len(fresh) + len(known) <= MERGE_MAX_ROWS:
+                await write_merged(conn, merge, known + fresh, timeout_s)
                 continue
             if known:
                 await write_staged(conn, spec, known, timeout_s=timeout_s)

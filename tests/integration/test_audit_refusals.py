@@ -15,8 +15,9 @@ from cli.audit_replay import replay_dead_letters
 from cli.systemd import audit_status
 from core.audit_gate import require_trail
 from core.errors import AuditUnavailable
-from core.records import AuditRecord, event_record
+from core.records import AuditRecord, RecordKind, event_record
 from database.audit import AuditWriter
+from database.audit_tables import TABLES, merge_statements
 from database.dead_letters import ARCHIVE_FILE, DEAD_LETTER_FILE
 from database.embedded import EmbeddedPostgres
 from database.migrate import migrate
@@ -149,6 +150,22 @@ async def test_a_schema_that_refuses_every_row_degrades_and_resumes(
         assert not (tmp_path / DEAD_LETTER_FILE).exists()
     finally:
         await pool.close()
+
+
+async def test_a_table_missing_a_column_gets_no_one_statement_write(
+    embedded_pg: EmbeddedPostgres,
+) -> None:
+    """A table that lost a column the writer fills (renamed under a running daemon) gets
+    no array statement, so its rows take the COPY path whose refusal names the column;
+    the other tables keep theirs."""
+    await migrate(embedded_pg.url)
+    conn = await asyncpg.connect(embedded_pg.url)
+    try:
+        await conn.execute("ALTER TABLE monitoring.events RENAME COLUMN severity TO level")
+        statements = await merge_statements(conn)
+    finally:
+        await conn.close()
+    assert set(TABLES) - {RecordKind.EVENT} == set(statements)
 
 
 @pytest.mark.slow
