@@ -14,13 +14,14 @@ rules that change the state live in the layer above, ``exchanges/paper_book.py``
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from core.models import Market, Side, Tick
-from core.money import ONE, ZERO
+from core.money import ONE, ZERO, utcnow
 from core.order_model import Fill, OrderStatus, OrderType
 from core.venue import (
     ExchangeUnavailable,
@@ -99,6 +100,14 @@ class Delta:
     prices: dict[str, Tick] = field(default_factory=dict)
 
 
+def _epoch_seconds(now: Callable[[], datetime]) -> Callable[[], float]:
+    """``now`` as epoch seconds. The real clock is read as ``time.time`` directly: this
+    runs on every tick, and building a datetime costs six times as much."""
+    if now is utcnow:
+        return time.time
+    return lambda: now().timestamp()
+
+
 class PaperLedger:
     """Balances, orders, positions and fills of one paper account, and what changed."""
 
@@ -143,7 +152,9 @@ class PaperLedger:
         # Prices alone are saved at most once per interval (any other change saves them
         # at once): cheap, and a restart resumes from a price at most that old.
         self.price_save_interval = price_save_interval
-        self._prices_due_at: datetime | None = None  # None: at the first price
+        self._price_save_s = price_save_interval.total_seconds()
+        self._prices_due_at: float | None = None  # epoch seconds; None: at the first price
+        self._seconds = _epoch_seconds(now)
 
     # -- lookups -----------------------------------------------------------------------
     def find(self, exchange_order_id: str | None, client_order_id: str | None) -> PaperOrder:
@@ -241,7 +252,7 @@ class PaperLedger:
         if not self.unsaved:
             return None
         if self._changed_prices:
-            self._prices_due_at = self._now() + self.price_save_interval
+            self._prices_due_at = self._seconds() + self._price_save_s
         delta = Delta(
             balance=self.balance,
             next_order=self.next_order,
@@ -269,7 +280,7 @@ class PaperLedger:
         if not self._changed_prices:
             return False
         due = self._prices_due_at
-        return due is None or self._now() >= due
+        return due is None or self._seconds() >= due
 
     def discard_delta(self) -> None:
         """Forget pending changes (only after a load, where they are already on disk)."""

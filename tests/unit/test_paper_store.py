@@ -3,7 +3,9 @@ the directory lock."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from pathlib import Path
@@ -172,3 +174,52 @@ async def test_a_glitched_future_tick_time_does_not_stop_prices_being_saved(
     await venue.aclose()
     async with PaperExchange(tmp_path / "image", now=clock) as reopened:
         assert reopened.last_prices() == {BTC: D("50100")}
+
+
+async def test_a_delta_of_prices_alone_is_written_without_a_disk_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save of prices alone skips ``fdatasync`` (it would stall its tick); an order's
+    write still flushes, and a crash image holds both."""
+    flushes: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (flushes.append(fd), real(fd))[1])
+    clock = Clock()
+    live = tmp_path / "live"
+    venue = PaperExchange(live, now=clock)
+    venue.set_price(BTC, "50000")  # the first price is saved at once: prices alone
+    assert flushes == []
+    await venue.create_order(req("e", "buy", "MARKET", "0.01"))
+    assert len(flushes) == 1
+    clock.advance(6)
+    venue.set_price(BTC, "50100")
+    assert len(flushes) == 1
+    shutil.copytree(live, tmp_path / "image")
+    await venue.aclose()
+    async with PaperExchange(tmp_path / "image", now=clock) as reopened:
+        assert reopened.last_prices() == {BTC: D("50100")}
+        assert [p.symbol for p in await reopened.fetch_positions()] == [BTC]
+
+
+async def test_on_the_real_clock_prices_alone_wait_for_the_save_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the default clock (read as epoch seconds), a price within the interval is not
+    saved on its own and one after it is."""
+    seconds = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: seconds[0])
+    live = tmp_path / "live"
+    venue = PaperExchange(live)
+    venue.set_price(BTC, "50000")
+    seconds[0] += 1
+    venue.set_price(BTC, "50100")
+    shutil.copytree(live, tmp_path / "early")
+    seconds[0] += 5
+    venue.set_price(BTC, "50200")
+    shutil.copytree(live, tmp_path / "due")
+    await venue.aclose()
+    recovered = []
+    for image in ("early", "due"):
+        async with PaperExchange(tmp_path / image) as reopened:
+            recovered.append(reopened.last_prices())
+    assert recovered == [{BTC: D("50000")}, {BTC: D("50200")}]
