@@ -104,17 +104,20 @@ class PositionSync(ABC):
             )
             entry_working = live.entry is not None and not live.entry.status.is_terminal
             stop = live.stop
-            held = live.position.quantity > 0
+            # Quantity and status as the marks hold them: they change only prices, so no
+            # snapshot of every position is built once a second.
+            base = live.marks.base
+            held = base.quantity > 0
             # Naked: holding without a working stop, whether active or still opening (an
             # open interrupted between its entry and its stop); short: a stop smaller
             # than what is held.
             naked = held and (stop is None or stop.status.is_terminal)
-            naked = naked and live.position.status in (PositionStatus.ACTIVE, *_OPENING)
+            naked = naked and base.status in (PositionStatus.ACTIVE, *_OPENING)
             short = (
                 held
                 and stop is not None
                 and not stop.status.is_terminal
-                and stop.amount < live.position.quantity
+                and stop.amount < base.quantity
             )
             leftovers = any(not o.status.is_terminal for o in live.retired)
             if moved or entry_working or naked or short or leftovers:

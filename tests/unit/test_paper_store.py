@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
@@ -14,7 +15,7 @@ import pytest
 
 from core.models import Side
 from core.order_model import OrderStatus, OrderType
-from core.venue import ExchangeUnavailable, InvalidOrder, OrderRequest
+from core.venue import ExchangeUnavailable, InvalidOrder, OrderNotFound, OrderRequest
 from exchanges.paper import PaperExchange
 from exchanges.paper_store import JOURNAL, SNAPSHOT, PaperStateError
 
@@ -223,3 +224,46 @@ async def test_on_the_real_clock_prices_alone_wait_for_the_save_interval(
         async with PaperExchange(tmp_path / image) as reopened:
             recovered.append(reopened.last_prices())
     assert recovered == [{BTC: D("50000")}, {BTC: D("50200")}]
+
+
+async def test_an_order_call_flushes_the_journal_in_a_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """create_order returns only after its fdatasync, which ran off the event loop's
+    thread (the loop keeps serving ticks meanwhile)."""
+    threads: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(
+        os, "fdatasync", lambda fd: (threads.append(threading.get_ident()), real(fd))[1]
+    )
+    venue = PaperExchange(tmp_path / "live")
+    venue.set_price(BTC, "50000")
+    await venue.create_order(req("e", "buy", "MARKET", "0.01"))
+    with pytest.raises(OrderNotFound):  # filled: refused, nothing to flush
+        await venue.cancel_order(BTC, client_order_id="e")
+    assert len(threads) == 1 and threads[0] != threading.get_ident()
+    await venue.aclose()
+
+
+async def test_a_failed_journal_flush_fails_the_call_as_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that cannot flush makes the venue call fail as ExchangeUnavailable naming
+    the cause, the venue reloads what its files hold, and later calls work again."""
+    real = os.fdatasync
+    failing = [True]
+
+    def fdatasync(fd: int) -> None:
+        if failing[0]:
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    venue = PaperExchange(tmp_path / "live")
+    venue.set_price(BTC, "50000")
+    with pytest.raises(ExchangeUnavailable, match=r"could not persist state.*Input/output"):
+        await venue.create_order(req("e", "buy", "LIMIT", "0.01", price="49000"))
+    failing[0] = False
+    placed = await venue.create_order(req("f", "buy", "LIMIT", "0.01", price="48000"))
+    assert placed.client_order_id == "f"
+    await venue.aclose()
