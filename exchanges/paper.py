@@ -27,7 +27,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from config.logging import get_logger
 from core.models import Market, Tick
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
     from config.settings import Settings
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 
 class PaperExchange(AsyncResource):
@@ -200,7 +199,10 @@ class PaperExchange(AsyncResource):
             raise OrderRejected(f"paper fault reject_stop: {request.type.value} order rejected")
         if not request.reduce_only and self._dice.roll(faults.reject_entry):
             raise OrderRejected("paper fault reject_entry: order rejected")
-        order = await self._change(lambda: self._book.place(request, market))
+        try:
+            order = self._book.place(request, market)
+        finally:
+            self._commit()
         if self._dice.roll(faults.timeout_after_accept):
             raise RequestTimeout(
                 f"paper fault timeout_after_accept: no reply for {request.client_order_id}"
@@ -224,7 +226,10 @@ class PaperExchange(AsyncResource):
     ) -> ExchangeOrder:
         await self._call()
         order = self._find(symbol, exchange_order_id, client_order_id)
-        await self._change(lambda: self._book.cancel(order))
+        try:
+            self._book.cancel(order)
+        finally:
+            self._commit()
         return self._view(order)
 
     async def edit_order(
@@ -238,7 +243,10 @@ class PaperExchange(AsyncResource):
     ) -> ExchangeOrder:
         await self._call()
         order = self._find(symbol, exchange_order_id, None)
-        await self._change(lambda: self._book.edit(order, amount, price, trigger_price))
+        try:
+            self._book.edit(order, amount, price, trigger_price)
+        finally:
+            self._commit()
         return self._view(order)
 
     async def fetch_order(
@@ -347,52 +355,42 @@ class PaperExchange(AsyncResource):
             raise OrderNotFound(f"paper: order {order.id} is not on {unified}")
         return order
 
-    async def _change(self, change: Callable[[], T]) -> T:
-        """Run ``change`` on the book; durable on return, its flush off the event loop."""
-        try:
-            result = change()
-        except BaseException:
-            self._commit()  # a refused change rarely changed anything: flushed inline
-            raise
-        if self._commit(flush=False):
-            assert self._store is not None
-            try:
-                await self._store.flush_in_thread()
-            except OSError as exc:
-                self._persist_failed(exc)
-        return result
-
-    def _commit(self, *, flush: bool = True) -> bool:
-        """Write the pending changes (and note position changes for the lag fault); with
-        ``flush``, durably. Returns whether a flush is still owed."""
+    def _commit(self) -> None:
+        """Make the pending changes durable (and note position changes for the lag fault)."""
         delta = self._book.take_delta()
         if delta is None:
-            return False
+            return
         self._history.remember(delta, self._now, self._faults.position_lag_s)
         if self._store is None:
-            return False
+            return
         try:
-            owed = self._store.append(delta, flush=flush)
+            self._store.append(delta)
         except OSError as exc:
-            self._persist_failed(exc)
+            # Memory is now ahead of the disk: go back to what the disk holds, so the
+            # venue never shows state that a restart would not have. If even that fails,
+            # the venue stops serving rather than serve state it cannot keep.
+            try:
+                self._reload()
+            except (OSError, ExchangeError):
+                self._closed = True
+            raise ExchangeUnavailable(f"paper: could not persist state: {exc}") from None
         if self._store.wants_compaction():
             self._store.compact(self._book)
-        return owed
-
-    def _persist_failed(self, exc: OSError) -> NoReturn:
-        # Memory is now ahead of the disk: go back to what the disk holds, so the venue
-        # never shows state that a restart would not have. If even that fails, the venue
-        # stops serving rather than serve state it cannot keep.
-        try:
-            self._reload()
-        except (OSError, ExchangeError):
-            self._closed = True
-        raise ExchangeUnavailable(f"paper: could not persist state: {exc}") from None
 
     def _reload(self) -> None:
         assert self._store is not None
+        old = self._book
         self._store.close()
-        self._book = self._book.blank()
+        self._book = PaperBook(
+            self._markets,
+            balance=old.balance,
+            now=self._now,
+            maker_fee=old.maker_fee,
+            taker_fee=old.taker_fee,
+            slippage_bps=old.slippage_bps,
+            leverage=old.leverage,
+        )
+        self._book.partial_fill = old.partial_fill
         self._store.open(self._book)
 
     def _view(self, order: PaperOrder) -> ExchangeOrder:

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Self
 
 from core.models import Market, Side, Tick
 from core.money import ONE, ZERO, utcnow
@@ -156,21 +155,6 @@ class PaperLedger:
         self._price_save_s = price_save_interval.total_seconds()
         self._prices_due_at: float | None = None  # epoch seconds; None: at the first price
         self._seconds = _epoch_seconds(now)
-
-    def blank(self) -> Self:
-        """An empty ledger with these settings: what a reload from disk starts from."""
-        fresh = type(self)(
-            self.markets,
-            balance=self.balance,
-            now=self._now,
-            maker_fee=self.maker_fee,
-            taker_fee=self.taker_fee,
-            slippage_bps=self.slippage_bps,
-            leverage=self.leverage,
-            price_save_interval=self.price_save_interval,
-        )
-        fresh.partial_fill = self.partial_fill
-        return fresh
 
     # -- lookups -----------------------------------------------------------------------
     def find(self, exchange_order_id: str | None, client_order_id: str | None) -> PaperOrder:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
@@ -15,7 +14,7 @@ import pytest
 
 from core.models import Side
 from core.order_model import OrderStatus, OrderType
-from core.venue import ExchangeUnavailable, InvalidOrder, OrderNotFound, OrderRequest
+from core.venue import ExchangeUnavailable, InvalidOrder, OrderRequest
 from exchanges.paper import PaperExchange
 from exchanges.paper_store import JOURNAL, SNAPSHOT, PaperStateError
 
@@ -224,25 +223,6 @@ async def test_on_the_real_clock_prices_alone_wait_for_the_save_interval(
         async with PaperExchange(tmp_path / image) as reopened:
             recovered.append(reopened.last_prices())
     assert recovered == [{BTC: D("50000")}, {BTC: D("50200")}]
-
-
-async def test_an_order_call_flushes_the_journal_in_a_worker_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """create_order returns only after its fdatasync, which ran off the event loop's
-    thread (the loop keeps serving ticks meanwhile)."""
-    threads: list[int] = []
-    real = os.fdatasync
-    monkeypatch.setattr(
-        os, "fdatasync", lambda fd: (threads.append(threading.get_ident()), real(fd))[1]
-    )
-    venue = PaperExchange(tmp_path / "live")
-    venue.set_price(BTC, "50000")
-    await venue.create_order(req("e", "buy", "MARKET", "0.01"))
-    with pytest.raises(OrderNotFound):  # filled: refused, nothing to flush
-        await venue.cancel_order(BTC, client_order_id="e")
-    assert len(threads) == 1 and threads[0] != threading.get_ident()
-    await venue.aclose()
 
 
 async def test_a_failed_journal_flush_fails_the_call_as_unavailable(
