@@ -16,9 +16,11 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import orjson
 
 from core.records import AuditRecord, RecordKind
 from database.codec import dumps_json
@@ -91,17 +93,19 @@ class TableSpec:
             f"SELECT {self._select_list()} FROM {self.stage} {self._conflict()}"
         )
 
-    def insert_from_arrays(self, types: Mapping[str, str]) -> str:
-        """One array parameter per column (of the column's type ``types[c]``; ``jsonb`` as
-        text), unnested in order, with the same conflict rule."""
-        arrays = ", ".join(
-            f"${i}::{'text' if c in self.json_columns else types[c]}[]"
-            for i, c in enumerate(self.columns, start=1)
+    def insert_from_json(self, types: Mapping[str, str]) -> str:
+        """The rows as one JSON array of arrays (``$1``), each value cast to its column's
+        type (``types[c]``; ``jsonb`` columns arrive as JSON text), taken in order, with
+        the same conflict rule."""
+        values = ", ".join(
+            f"(r.e->>{i})::{'text' if c in self.json_columns else types[c]} AS {c}"
+            for i, c in enumerate(self.columns)
         )
-        columns = ", ".join(self.columns)
         return (
-            f"INSERT INTO {self.table} AS t ({columns}) SELECT {self._select_list()} "
-            f"FROM unnest({arrays}) AS s({columns}) {self._conflict()}"
+            f"INSERT INTO {self.table} AS t ({', '.join(self.columns)}) "
+            f"SELECT {self._select_list()} FROM (SELECT {values} "
+            f"FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS r(e, n) "
+            f"ORDER BY r.n) AS s {self._conflict()}"
         )
 
     @property
@@ -193,8 +197,8 @@ WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
 
 
 async def merge_statements(conn: asyncpg.Connection) -> dict[RecordKind, str]:
-    """Per kind, one ``INSERT ... SELECT FROM unnest(arrays) ... ON CONFLICT`` with the
-    table's own rule, typed from the table as the server has it (read once per
+    """Per kind, one ``INSERT ... SELECT FROM jsonb_array_elements($1) ... ON CONFLICT``
+    with the table's own rule, typed from the table as the server has it (read once per
     connection). See :func:`write_merged`.
 
     A table that lacks one of its columns (a schema drifted under a running daemon) gets
@@ -204,23 +208,37 @@ async def merge_statements(conn: asyncpg.Connection) -> dict[RecordKind, str]:
     for spec in TABLES.values():
         types = dict(await conn.fetch(_COLUMN_TYPES, spec.table))
         if all(c in types for c in spec.columns):
-            statements[spec.kind] = spec.insert_from_arrays(types)
+            statements[spec.kind] = spec.insert_from_json(types)
     return statements
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(value)  # exact: the server reads it back as numeric text
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 async def write_merged(
     conn: asyncpg.Connection, sql: str, rows: Sequence[tuple[Any, ...]], timeout_s: float | None
-) -> None:
+) -> bool:
     """Write ``rows`` (one per key, in the order given) with one statement from
-    :func:`merge_statements`: the rows travel as one array per column.
+    :func:`merge_statements`: the rows travel as one JSON text. False, and nothing
+    written, when a value has no JSON form (the caller takes the COPY path).
 
     Why: a small batch spends its time in round trips, not in encoding. The COPY path
     costs four per table (savepoint, COPY start, COPY data, release) and the merge of
     known rows three; this is one, with the same conflict rule, so its outcome is the
     COPY path's, fallback included. Rows are taken in order: updates placed before new
-    rows are applied first.
+    rows are applied first. JSON rather than one array per column: asyncpg checks every
+    array element against three abstract base classes, which cost the event loop about
+    a millisecond per hundred rows; orjson encodes the same rows in a tenth of that.
     """
-    await conn.execute(sql, *map(list, zip(*rows, strict=True)), timeout=timeout_s)
+    try:
+        payload = orjson.dumps(rows, default=_json_value).decode()
+    except TypeError:
+        return False
+    await conn.execute(sql, payload, timeout=timeout_s)
+    return True
 
 
 async def write_fresh(

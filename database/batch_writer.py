@@ -2,7 +2,7 @@
 
 :class:`BatchWriter` owns two connections of the pool and writes each batch in one
 transaction: a table's rows, when they are few (``MERGE_MAX_ROWS``), in one statement
-that takes them as arrays (the common small batch, where round trips are the cost);
+that takes them as one JSON text (the common small batch, where round trips are the cost);
 more, by ``COPY`` (rows believed new straight in, the others merged through the
 session's staging tables; database/audit_tables.py). Two ways:
 
@@ -255,8 +255,11 @@ class BatchWriter:
         for spec, fresh, known in groups:
             # Updates of known rows before new rows (see the module docstring).
             merge = merges.get(spec.kind)
-            if merge is not None and len(fresh) + len(known) <= MERGE_MAX_ROWS:
-                await write_merged(conn, merge, known + fresh, timeout_s)
+            if (
+                merge is not None
+                and len(fresh) + len(known) <= MERGE_MAX_ROWS
+                and await write_merged(conn, merge, known + fresh, timeout_s)
+            ):
                 continue
             if known:
                 await write_staged(conn, spec, known, timeout_s=timeout_s)

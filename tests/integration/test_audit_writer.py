@@ -8,6 +8,8 @@ import json
 import resource
 import statistics
 import time
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -15,7 +17,7 @@ import pytest
 
 from core.models import PositionSide
 from core.position_model import Position, PositionStatus
-from core.records import AuditRecord, RecordKind, position_record
+from core.records import AuditRecord, RecordKind, event_record, position_record
 from database import batch_writer
 from database.audit import AuditWriter
 from database.audit_queue import OVERFLOW_FILE
@@ -413,3 +415,65 @@ async def test_a_failed_batch_and_the_one_aborted_after_it_leave_no_unretrieved_
         loop.set_exception_handler(previous)
         await writer.release()
     assert [] == reported
+
+
+HOSTILE = 'it\'s "quoted" \\ back\\slash, {braces}, [1,2], ünïcödé ✓\nnew line\ttab'
+
+
+async def test_values_reach_their_columns_exactly(
+    pool: asyncpg.Pool, tmp_path: Path, write_path: str
+) -> None:
+    """Decimals of many digits, microsecond times, hostile text and a jsonb detail read
+    back from the tables exactly as recorded, on either write path."""
+    story = position_story(1)
+    first_order = next(r for r in story if r.kind is RecordKind.ORDER)
+    row = dict(first_order.row)
+    row.update(
+        price=Decimal("12345.678901234567890123"),
+        error_message=HOSTILE,
+        updated_at=T0 + timedelta(microseconds=123457),
+        version=99,
+    )
+    event = event_record(
+        "test_exact",
+        HOSTILE,
+        account="main",
+        position_id=1,
+        client_order_id=row["client_order_id"],
+        detail={"price": Decimal("0.000000001"), "text": HOSTILE, "n": [1, None]},
+    )
+    async with AuditWriter(pool, tmp_path) as audit:
+        for rec in [*story, AuditRecord(RecordKind.ORDER, row), event]:
+            audit.record(rec)
+        await audit.drain(timeout_s=10)
+    got = await pool.fetchrow(
+        "SELECT price, error_message, updated_at FROM monitoring.orders WHERE client_order_id = $1",
+        row["client_order_id"],
+    )
+    assert tuple(got) == (row["price"], HOSTILE, row["updated_at"])
+    detail = await pool.fetchrow(
+        "SELECT message, detail::text AS detail FROM monitoring.events WHERE kind = 'test_exact'"
+    )
+    assert detail["message"] == HOSTILE
+    stored = json.loads(detail["detail"])
+    assert Decimal(stored.pop("price")) == Decimal("0.000000001")
+    assert stored == {"text": HOSTILE, "n": [1, None]}
+
+
+async def test_a_value_json_cannot_carry_takes_the_copy_path(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A small group holding a value with no JSON form (an integer beyond 64 bits in a
+    numeric column) is written by COPY instead, exactly, with the rest of its batch."""
+    story = position_story(1)
+    first_order = next(r for r in story if r.kind is RecordKind.ORDER)
+    row = dict(first_order.row, size=2**70, version=99)
+    async with AuditWriter(pool, tmp_path) as audit:
+        for rec in [*story, AuditRecord(RecordKind.ORDER, row)]:
+            audit.record(rec)
+        await audit.drain(timeout_s=10)
+    size = await pool.fetchval(
+        "SELECT size FROM monitoring.orders WHERE client_order_id = $1", row["client_order_id"]
+    )
+    assert size == Decimal(2**70)
+    assert await counts(pool) == expected(1)
