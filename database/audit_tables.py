@@ -190,26 +190,29 @@ async def prepare_staging(conn: asyncpg.Connection) -> None:
 MERGE_MAX_ROWS = 200
 
 _COLUMN_TYPES = """
-SELECT a.attname, format_type(a.atttypid, NULL)
-FROM pg_attribute a
-WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
+SELECT t.name, a.attname, format_type(a.atttypid, NULL)
+FROM unnest($1::text[]) AS t(name)
+JOIN pg_attribute a ON a.attrelid = t.name::regclass
+WHERE a.attnum > 0 AND NOT a.attisdropped
 """
 
 
 async def merge_statements(conn: asyncpg.Connection) -> dict[RecordKind, str]:
     """Per kind, one ``INSERT ... SELECT FROM jsonb_array_elements($1) ... ON CONFLICT``
-    with the table's own rule, typed from the table as the server has it (read once per
-    connection). See :func:`write_merged`.
+    with the table's own rule, typed from the tables as the server has them (one catalog
+    query per connection). See :func:`write_merged`.
 
     A table that lacks one of its columns (a schema drifted under a running daemon) gets
     none: its rows go through COPY, whose refusal names the column (batch_writer.py
     schema_refusal), so the trail degrades with a clear reason and keeps the records."""
-    statements: dict[RecordKind, str] = {}
-    for spec in TABLES.values():
-        types = dict(await conn.fetch(_COLUMN_TYPES, spec.table))
-        if all(c in types for c in spec.columns):
-            statements[spec.kind] = spec.insert_from_json(types)
-    return statements
+    types: dict[str, dict[str, str]] = {spec.table: {} for spec in TABLES.values()}
+    for table, column, type_name in await conn.fetch(_COLUMN_TYPES, list(types)):
+        types[table][column] = type_name
+    return {
+        spec.kind: spec.insert_from_json(types[spec.table])
+        for spec in TABLES.values()
+        if all(c in types[spec.table] for c in spec.columns)
+    }
 
 
 def _json_value(value: Any) -> str:

@@ -98,6 +98,8 @@ class Delta:
     positions: dict[str, PaperPosition | None] = field(default_factory=dict)
     fills: list[Fill] = field(default_factory=list)
     prices: dict[str, Tick] = field(default_factory=dict)
+    # Nothing but prices changed (the store writes such a delta without a disk flush).
+    prices_only: bool = False
 
 
 def _epoch_seconds(now: Callable[[], datetime]) -> Callable[[], float]:
@@ -261,6 +263,7 @@ class PaperLedger:
             positions={s: self.positions.get(s) for s in self._changed_positions},
             fills=self._new_fills,
             prices={s: self.prices[s] for s in self._changed_prices if s in self.prices},
+            prices_only=not self._dirty,
         )
         self._changed_orders = {}
         self._changed_positions = set()

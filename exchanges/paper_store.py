@@ -171,7 +171,7 @@ class PaperStore:
             written = os.pwrite(fd, view, offset)
             view = view[written:]
             offset += written
-        if self.fsync and (delta.orders or delta.positions or delta.fills):
+        if self.fsync and not delta.prices_only:
             os.fdatasync(fd)
         self._end = offset
         self.seq += 1

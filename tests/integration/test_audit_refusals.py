@@ -156,8 +156,8 @@ async def test_a_table_missing_a_column_gets_no_one_statement_write(
     embedded_pg: EmbeddedPostgres,
 ) -> None:
     """A table that lost a column the writer fills (renamed under a running daemon) gets
-    no array statement, so its rows take the COPY path whose refusal names the column;
-    the other tables keep theirs."""
+    no one-statement (JSON) write, so its rows take the COPY path whose refusal names the
+    column; the other tables keep theirs."""
     await migrate(embedded_pg.url)
     conn = await asyncpg.connect(embedded_pg.url)
     try:
