@@ -213,7 +213,7 @@ def _wire_daemon(
     daemon.intake = intake
     daemon.summary = lambda: status_line(daemon, audit)
     daemon.reconcile = core.reconciler.reconcile
-    daemon.housekeeping = lambda: _purge(repo)
+    daemon.housekeeping = lambda: _maintain(repo.pool)
     return daemon
 
 
@@ -307,8 +307,9 @@ async def _stop_when(event: asyncio.Event, stop: asyncio.Event) -> None:
     stop.set()
 
 
-async def _purge(repo: Any) -> None:
-    """Daily-ish housekeeping: position samples older than the retention period."""
-    removed = await repo.purge_position_updates()
-    if removed:
-        log.info("position_updates_purged", rows=removed)
+async def _maintain(pool: Any) -> None:
+    """Hourly housekeeping: the audit tables' partitions made ahead, their retention
+    applied (database/partitions.py; it logs what it did)."""
+    from database.partitions import maintain_partitions
+
+    await maintain_partitions(pool)

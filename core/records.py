@@ -9,9 +9,14 @@ Every record carries an idempotency key so that a spool replayed twice, or a bat
 retried after a lost reply, writes each row once:
 
 - ``orders`` / ``positions``: upsert by ``client_order_id`` / ``id``, newest ``version`` wins;
-- ``order_events`` / ``events``: ``event_key`` unique;
-- ``trades``: ``(account, exchange, symbol, trade_id)`` unique;
+- ``order_events`` / ``events``: ``(event_key, created_at)`` unique;
+- ``trades``: ``(account, exchange, symbol, trade_id, executed_at)`` unique;
 - ``position_updates``: ``(position_id, ts)`` unique.
+
+The append-only tables are partitioned by that time (migration 0012), and a unique key
+of a partitioned table must hold its partition column. The time is fixed when the record
+is built (an order event's is the order's ``updated_at`` at that version, a trade's the
+venue's execution time) and travels with it, so a retry or a replay meets its row.
 """
 
 from __future__ import annotations

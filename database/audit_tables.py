@@ -2,9 +2,11 @@
 
 :data:`TABLES` gives, for each audit :class:`~core.records.RecordKind`, the target table,
 its columns (exactly the keys the row builders of core/records.py emit) and its
-idempotency rule. The audit writer stages a batch with ``COPY`` into a per-session
-temporary table and moves it with one ``INSERT ... SELECT ... ON CONFLICT``; the same
-rules serve single-row writes. ``orders`` / ``positions`` keep the newest ``version``
+idempotency rule. The append-only tables are partitioned by time (migration 0012), so
+their keys hold the record's time as well: a unique key of a partitioned table must.
+The audit writer stages a batch with ``COPY`` into a per-session temporary table and
+moves it with one ``INSERT ... SELECT ... ON CONFLICT``; the same rules serve single-row
+writes. ``orders`` / ``positions`` keep the newest ``version``
 (an older snapshot arriving late changes nothing); the others insert once per key.
 
 ``jsonb`` values are sent as JSON text (``$n::text::jsonb``), encoded by
@@ -151,7 +153,7 @@ TABLES: Mapping[RecordKind, TableSpec] = {
             RecordKind.ORDER_EVENT,
             """event_key client_order_id position_id kind previous_status new_status version
             detail created_at""",
-            ("event_key",),
+            ("event_key", "created_at"),
             json_columns=frozenset({"detail"}),
         ),
         _spec(
@@ -159,7 +161,7 @@ TABLES: Mapping[RecordKind, TableSpec] = {
             """signal_id position_id account exchange symbol side order_type quantity
             price executed_qty average_price order_id client_order_id trade_id status fee
             fee_currency realized_pnl executed_at""",
-            ("account", "exchange", "symbol", "trade_id"),
+            ("account", "exchange", "symbol", "trade_id", "executed_at"),
         ),
         _spec(
             RecordKind.POSITION_UPDATE,
@@ -171,7 +173,7 @@ TABLES: Mapping[RecordKind, TableSpec] = {
             RecordKind.EVENT,
             """event_key kind severity account position_id client_order_id message detail
             created_at""",
-            ("event_key",),
+            ("event_key", "created_at"),
             json_columns=frozenset({"detail"}),
         ),
     )

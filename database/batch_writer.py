@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,9 @@ class SchemaRefusal(Exception):
 # undefined_column, undefined_table, datatype_mismatch: the statement, not a value.
 _SCHEMA_STATES = frozenset({"42703", "42P01", "42804"})
 _WRITTEN = {spec.table.split(".", 1)[1]: frozenset(spec.columns) for spec in TABLES.values()}
+# A partitioned table's errors name the partition (migration 0012): trades_p202612,
+# trades_default. The partition's columns are its table's.
+_PARTITION = re.compile(r"_(?:p\d{6}|p\d{8}|default)$")
 
 
 def schema_refusal(exc: BaseException) -> str | None:
@@ -86,7 +90,7 @@ def schema_refusal(exc: BaseException) -> str | None:
     if not isinstance(exc, asyncpg.PostgresError):
         return None
     state = getattr(exc, "sqlstate", None) or ""
-    table = getattr(exc, "table_name", None) or ""
+    table = _PARTITION.sub("", getattr(exc, "table_name", None) or "")
     if state in _SCHEMA_STATES:
         return f"schema mismatch: {exc}"
     if state == "23502":

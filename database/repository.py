@@ -1,7 +1,7 @@
 """Every SQL statement the daemon runs, parameterised (never a value pasted into SQL).
 
 :class:`Repository` holds the reads and writes for the rest of the daemon and the CLI:
-single audit rows, listings, position ids, the intake queues and the retention purge.
+single audit rows, listings, position ids and the intake queues.
 How each audit record kind maps to its table (and the batch writes) is
 database/audit_tables.py.
 
@@ -12,7 +12,6 @@ database/audit_tables.py.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -157,13 +156,6 @@ class Repository:
             position_id,
         )
         return [dict(r) for r in rows]
-
-    async def purge_position_updates(self, retention: timedelta = timedelta(days=7)) -> int:
-        """Delete position samples older than ``retention``; return how many went."""
-        count = await self.pool.fetchval(
-            "SELECT monitoring.purge_position_updates($1::interval)", retention
-        )
-        return int(count or 0)
 
     # -- intake ----------------------------------------------------------------------
     async def insert_signal(self, **fields: Any) -> int:

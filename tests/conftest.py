@@ -138,10 +138,12 @@ def migrated_url(database_url: str) -> str:
 
 
 async def truncate_monitoring(pool: asyncpg.Pool) -> None:
-    """Empty every ``monitoring`` table (not the migration record) and reset sequences."""
+    """Empty every ``monitoring`` table and reset sequences; not the migration record
+    nor the partitioning settings (configuration, not data)."""
     tables = await pool.fetch(
         "SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables "
-        "WHERE schemaname = 'monitoring' AND tablename <> 'schema_migrations'"
+        "WHERE schemaname = 'monitoring' "
+        "AND tablename NOT IN ('schema_migrations', 'audit_partitioning')"
     )
     if tables:
         names = ", ".join(r["name"] for r in tables)

@@ -82,15 +82,17 @@ async def test_order_upsert_keeps_the_newest_version(pool: asyncpg.Pool) -> None
 
 
 async def test_trades_and_events_are_written_once(pool: asyncpg.Pool) -> None:
-    """The same trade, order event or daemon event recorded twice is stored once."""
+    """The same trade, order event or daemon event recorded twice (a retried batch, a
+    replayed spool: the same record, its time included) is stored once."""
     repo = Repository(pool)
     await repo.upsert_position(position_record(position(1)).row)
     o = order("td-main-p1-en-1")
     fill = Fill("T-1", Decimal(100), Decimal("0.5"), ts=T0)
+    boot = event_record("start", "up", event_key="boot-1")
     for _ in range(2):
         await repo.insert_trade(trade_record(o, fill).row)
         await repo.append_order_event(order_event_record(o, "created", None, {"a": 1}).row)
-        await repo.insert_event(event_record("start", "up", event_key="boot-1").row)
+        await repo.insert_event(boot.row)
     counts = await pool.fetchrow(
         "SELECT (SELECT count(*) FROM monitoring.trades) AS trades,"
         " (SELECT count(*) FROM monitoring.order_events) AS order_events,"
@@ -135,7 +137,8 @@ async def test_position_ids_come_from_the_sequence(pool: asyncpg.Pool) -> None:
 
 
 async def test_purge_removes_only_old_position_updates(pool: asyncpg.Pool) -> None:
-    """The retention purge deletes samples older than 7 days and keeps the rest."""
+    """The by-hand purge (monitoring.purge_position_updates) deletes samples older than 7
+    days and keeps the rest, on the partitioned table too."""
     repo = Repository(pool)
     p = position(1)
     await repo.upsert_position(position_record(p).row)
@@ -144,7 +147,7 @@ async def test_purge_removes_only_old_position_updates(pool: asyncpg.Pool) -> No
         await repo.insert_position_update(
             position_update_record(p, ts=now - timedelta(days=age_days)).row
         )
-    assert await repo.purge_position_updates() == 2
+    assert await pool.fetchval("SELECT monitoring.purge_position_updates()") == 2
     assert await pool.fetchval("SELECT count(*) FROM monitoring.position_updates") == 2
 
 
