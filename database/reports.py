@@ -1,10 +1,11 @@
 """Read-only SQL for the command line: listings, the performance report, migration status.
 
 The performance figures come from ``monitoring.performance_since(since)`` (migrations
-0003 and 0006), the one definition behind both the ``monitoring.performance`` view (``NULL`` = all
-time) and ``report --since 7d``; a test holds the two to the same numbers. Daily P&L
+0003, 0006 and 0013), the one entry point behind both the ``monitoring.performance`` view
+(``NULL`` = all time, from per-day summaries) and ``report --since 7d`` (from the
+positions); tests hold the two to the same numbers. Daily P&L
 follows ``monitoring.daily_pnl`` (realised P&L of the executions per UTC day), windowed
-on the execution time.
+on the execution time; all time, it reads the view's per-day summaries.
 
 Every statement is parameterised; nothing here writes.
 """
@@ -42,6 +43,9 @@ NO_TRADES: dict[str, Any] = {
     "last_closed_at": None,
 }
 
+# Over a window: the account's executions themselves (index on account, executed_at; the
+# window's partitions alone). All time: the per-day summaries of migration 0013, the
+# same sums. Both by the execution's own account, as the daily_pnl view.
 DAILY_SQL = """
 SELECT (t.executed_at AT TIME ZONE 'UTC')::date                    AS day,
        count(*)                                                    AS trades,
@@ -49,10 +53,15 @@ SELECT (t.executed_at AT TIME ZONE 'UTC')::date                    AS day,
        coalesce(sum(t.realized_pnl), 0)                            AS realized_pnl,
        coalesce(sum(t.fee), 0)                                     AS fees
 FROM monitoring.trades t
-JOIN monitoring.positions p ON p.id = t.position_id
-WHERE p.account = $1 AND ($2::timestamptz IS NULL OR t.executed_at >= $2)
+WHERE t.account = $1 AND t.executed_at >= $2
 GROUP BY 1
 ORDER BY 1
+"""
+DAILY_ALL_SQL = """
+SELECT day, trades, exits, realized_pnl, fees
+FROM monitoring.daily_pnl_days
+WHERE account = $1
+ORDER BY day
 """
 
 FINISHED_SQL = """
@@ -113,7 +122,10 @@ async def daily_pnl(
 ) -> list[dict[str, Any]]:
     """Realised P&L and fees per UTC day of ``account``'s executions since ``since``, with
     the running total."""
-    rows = await pool.fetch(DAILY_SQL, account, since)
+    if since is None:
+        rows = await pool.fetch(DAILY_ALL_SQL, account)
+    else:
+        rows = await pool.fetch(DAILY_SQL, account, since)
     cumulative = Decimal(0)
     days: list[dict[str, Any]] = []
     for row in rows:

@@ -16,6 +16,7 @@ import pytest
 from database.embedded import EmbeddedPostgres
 from database.migrate import MIGRATIONS_DIR, migrate
 from database.partitions import PartitionChange, maintain_partitions
+from tests.integration.test_audit_rollups import DAILY_FROM_TRADES
 
 AUDIT_TABLES = ("order_events", "trades", "position_updates", "events")
 ORDERED = {
@@ -108,13 +109,17 @@ async def test_the_conversion_keeps_every_row_value_and_id(old_schema: str) -> N
     conn = await asyncpg.connect(old_schema)
     try:
         before = await _contents(conn)
-        assert await migrate(old_schema) == ["0012_partitioned_audit.sql"]
+        assert (await migrate(old_schema))[0] == "0012_partitioned_audit.sql"
         # The migration's own pass applies the 7-day retention to position samples, as
         # the hourly purge of 0011 would have.
         cutoff = datetime.now(UTC) - timedelta(days=7)
         before["position_updates"] = [r for r in before["position_updates"] if r["ts"] >= cutoff]
         assert len(before["position_updates"]) == 3  # 3 days ago, now, 2031
         assert await _contents(conn) == before
+        # 0013's per-day summaries start from the rows already there.
+        daily = await conn.fetch("SELECT * FROM monitoring.daily_pnl ORDER BY account, day")
+        assert [dict(r) for r in daily] == [dict(r) for r in await conn.fetch(DAILY_FROM_TRADES)]
+        assert len(daily) == len(TIMES)
         kinds = await conn.fetch(
             "SELECT relname, relkind::text FROM pg_class WHERE relname = ANY($1::text[])",
             list(AUDIT_TABLES),

@@ -146,3 +146,12 @@ async def test_report_queries_answer_the_questions(pool: asyncpg.Pool) -> None:
         ("NEW", "FILLED"),
     ]
     assert await pool.fetch(q[6]) == []  # filled quantities match the executions
+    # An order of the position filled without its execution recorded is listed.
+    stray = Order(
+        "td-main-p55-ex-5", "main", "paper", "BTC/USDT:USDT", Side.SELL, OrderType.MARKET,
+        Decimal("0.3"), purpose=OrderPurpose.EXIT, position_id=55, status=OrderStatus.NEW,
+    )  # fmt: skip
+    unrecorded = stray.with_fill(Fill("X9", Decimal(111), Decimal("0.3"), ts=T0))
+    await Repository(pool).upsert_order(order_record(unrecorded).row)
+    listed = await pool.fetch(q[6])
+    assert [(r["client_order_id"], r["traded"]) for r in listed] == [("td-main-p55-ex-5", 0)]
