@@ -141,15 +141,27 @@ GROUP BY f.account, f.day
 $$;
 
 -- Recompute the days of the finished positions a statement wrote (and, for an update,
--- the days they were finished on before): delete those keys, insert them anew.
+-- the days they were finished on before): delete those keys, insert them anew. Two
+-- transactions recomputing one day at once (the audit writer keeps two batches in
+-- flight) would each miss the other's rows, or collide on the key: each day is locked
+-- first (an advisory lock held to the commit, keys in order), and the recompute, a
+-- statement after it, sees what the lock's holder committed.
 CREATE FUNCTION monitoring.performance_days_refresh(accounts text[], days date[])
-RETURNS void LANGUAGE sql AS $$
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    k record;
+BEGIN
+    FOR k IN SELECT DISTINCT u.account, u.day FROM unnest(accounts, days) AS u(account, day)
+             ORDER BY 1, 2 LOOP
+        -- 28772 ('pd'): this lock's class, apart from the daemons' own advisory locks.
+        PERFORM pg_advisory_xact_lock(28772, hashtext(k.account || '|' || k.day::text));
+    END LOOP;
     DELETE FROM monitoring.performance_days d
-    USING unnest(accounts, days) AS k(account, day)
-    WHERE d.account = k.account AND d.day = k.day;
+    USING unnest(accounts, days) AS u(account, day)
+    WHERE d.account = u.account AND d.day = u.day;
     INSERT INTO monitoring.performance_days
     SELECT * FROM monitoring.performance_days_of(accounts, days);
-$$;
+END $$;
 
 CREATE FUNCTION monitoring.performance_days_inserted() RETURNS trigger
 LANGUAGE plpgsql AS $$

@@ -3,6 +3,7 @@ figures of their definitions over the raw rows, however the rows were written.""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -148,3 +149,43 @@ async def test_a_window_still_reads_the_positions(pool: asyncpg.Pool) -> None:
         "SELECT closed_positions, total_pnl, max_drawdown FROM monitoring.performance"
     )
     assert tuple(every) == (3, Decimal(6), Decimal(2))
+
+
+async def test_two_transactions_finishing_positions_of_one_day_both_count(
+    pool: asyncpg.Pool,
+) -> None:
+    """Two open transactions (the audit writer's two batches in flight) each close a
+    position of the same account and day: no key collision, and the summary holds both."""
+    closed_at = datetime(2026, 5, 5, 12, tzinfo=UTC)
+    rows = []
+    for pid, pnl in ((1, "7"), (2, "-3")):
+        pos = Position(pid, "a", "paper", f"S{pid}/USDT", PositionSide.LONG)
+        rows.append(
+            position_record(
+                pos.evolve(
+                    status=PositionStatus.CLOSED, realized_pnl=Decimal(pnl), closed_at=closed_at
+                )
+            ).row
+        )
+    first, second = await pool.acquire(), await pool.acquire()
+    try:
+        tx1, tx2 = first.transaction(), second.transaction()
+        await tx1.start()
+        await tx2.start()
+        await Repository(first).upsert_position(rows[0])
+        waiting = asyncio.create_task(Repository(second).upsert_position(rows[1]))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()  # the day is locked by the first until it commits
+        await tx1.commit()
+        await waiting
+        await tx2.commit()
+    finally:
+        await pool.release(first)
+        await pool.release(second)
+    figures = await pool.fetchrow(
+        "SELECT closed_positions, total_pnl, max_drawdown FROM monitoring.performance"
+    )
+    assert tuple(figures) == (2, Decimal(4), Decimal(3))
+    assert [dict(r) for r in await pool.fetch("SELECT * FROM monitoring.performance")] == [
+        dict(r) for r in await pool.fetch("SELECT * FROM monitoring.performance_scan(NULL)")
+    ]
