@@ -20,6 +20,8 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+import orjson
+
 from core.records import AuditRecord, RecordKind
 
 
@@ -36,8 +38,16 @@ def _plain(value: Any) -> Any:
 
 
 def dumps_json(value: Any) -> str:
-    """JSON for a ``jsonb`` column: Decimal as a string, datetime as ISO-8601."""
-    return json.dumps(value, default=_plain, separators=(",", ":"))
+    """JSON for a ``jsonb`` column: Decimal as a string, datetime as ISO-8601.
+
+    orjson (a tenth of the standard library's cost, paid for every order event's detail
+    on the audit path); the standard library for what orjson refuses (an int beyond 64
+    bits), so the two give the same document for everything else.
+    """
+    try:
+        return orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value, default=_plain, separators=(",", ":"))
 
 
 # -- lossless encoding (spool, dead letters) -----------------------------------------
