@@ -93,34 +93,34 @@ BEGIN
 END $$;
 
 -- -- the conversion: one table at a time ---------------------------------------------
--- Build ``<name>_partitioned`` like the table (columns in the same order, defaults,
--- identity, CHECKs), with a default partition and one partition per step that holds
--- rows, copy every row, check the count, drop the old table, take its name.
+-- Move the table aside, build the partitioned one under its name like it (columns in
+-- the same order, defaults, identity, CHECKs) with a default partition and one partition
+-- per step that holds rows, copy every row, check the count, drop the old table.
 CREATE FUNCTION monitoring.partition_audit_table(parent text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     cfg monitoring.audit_partitioning;
-    fresh text := parent || '_partitioned';
+    old text := parent || '_unpartitioned';
     at timestamptz;
     copied bigint;
     original bigint;
 BEGIN
     SELECT * INTO STRICT cfg FROM monitoring.audit_partitioning WHERE table_name = parent;
+    EXECUTE format('ALTER TABLE monitoring.%I RENAME TO %I', parent, old);
     EXECUTE format('CREATE TABLE monitoring.%I (LIKE monitoring.%I INCLUDING DEFAULTS '
                    'INCLUDING IDENTITY INCLUDING CONSTRAINTS INCLUDING COMMENTS) '
-                   'PARTITION BY RANGE (%I)', fresh, parent, cfg.time_column);
+                   'PARTITION BY RANGE (%I)', parent, old, cfg.time_column);
     EXECUTE format('CREATE TABLE monitoring.%I PARTITION OF monitoring.%I DEFAULT',
-                   parent || '_default', fresh);
-    -- Partitions are named after the parent they will serve once renamed.
+                   parent || '_default', parent);
     FOR at IN EXECUTE format('SELECT DISTINCT date_trunc(%L, %I AT TIME ZONE ''UTC'') '
                              'AT TIME ZONE ''UTC'' FROM monitoring.%I',
-                             cfg.step, cfg.time_column, parent) LOOP
-        PERFORM monitoring.create_audit_partition_of(fresh, parent, cfg.step, at);
+                             cfg.step, cfg.time_column, old) LOOP
+        PERFORM monitoring.create_audit_partition(parent, at);
     END LOOP;
     EXECUTE format('INSERT INTO monitoring.%I OVERRIDING SYSTEM VALUE SELECT * FROM monitoring.%I',
-                   fresh, parent);
+                   parent, old);
     GET DIAGNOSTICS copied = ROW_COUNT;
-    EXECUTE format('SELECT count(*) FROM monitoring.%I', parent) INTO original;
+    EXECUTE format('SELECT count(*) FROM monitoring.%I', old) INTO original;
     IF copied <> original THEN
         RAISE EXCEPTION 'partitioning %: % rows copied of %', parent, copied, original;
     END IF;
@@ -128,22 +128,11 @@ BEGIN
     EXECUTE format('SELECT setval(pg_get_serial_sequence(%L, ''id''), '
                    'greatest((SELECT max(id) FROM monitoring.%I), 1), '
                    '(SELECT max(id) IS NOT NULL FROM monitoring.%I))',
-                   'monitoring.' || fresh, fresh, fresh);
-    EXECUTE format('DROP TABLE monitoring.%I', parent);
-    EXECUTE format('ALTER TABLE monitoring.%I RENAME TO %I', fresh, parent);
-    EXECUTE format('ALTER SEQUENCE monitoring.%I RENAME TO %I',
-                   fresh || '_id_seq', parent || '_id_seq');
-END $$;
-
--- A partition of ``fresh`` (during the conversion, before it is renamed ``parent``).
-CREATE FUNCTION monitoring.create_audit_partition_of(
-    fresh text, parent text, step text, at timestamptz
-) RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    r record := monitoring.audit_partition_range(step, at);
-BEGIN
-    EXECUTE format('CREATE TABLE monitoring.%I PARTITION OF monitoring.%I '
-                   'FOR VALUES FROM (%L) TO (%L)', parent || '_p' || r.suffix, fresh, r.lo, r.hi);
+                   'monitoring.' || parent, parent, parent);
+    EXECUTE format('DROP TABLE monitoring.%I', old);
+    -- Its identity sequence took a suffix while the old one held the name.
+    EXECUTE format('ALTER SEQUENCE %s RENAME TO %I',
+                   pg_get_serial_sequence('monitoring.' || parent, 'id'), parent || '_id_seq');
 END $$;
 
 -- daily_pnl reads trades: it goes while trades is rebuilt and comes back as it was.
@@ -153,7 +142,6 @@ SELECT monitoring.partition_audit_table(table_name)
 FROM monitoring.audit_partitioning ORDER BY write_order;
 
 DROP FUNCTION monitoring.partition_audit_table(text);
-DROP FUNCTION monitoring.create_audit_partition_of(text, text, text, timestamptz);
 
 -- -- keys, indexes, foreign keys and the trigger, on the partitioned tables ----------
 ALTER TABLE monitoring.order_events

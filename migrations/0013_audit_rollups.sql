@@ -140,22 +140,26 @@ FROM fall f
 GROUP BY f.account, f.day
 $$;
 
--- Recompute the days of the finished positions a statement wrote (and, for an update,
--- the days they were finished on before): delete those keys, insert them anew. Two
--- transactions recomputing one day at once (the audit writer keeps two batches in
--- flight) would each miss the other's rows, or collide on the key: each day is locked
--- first (an advisory lock held to the commit, keys in order), and the recompute, a
--- statement after it, sees what the lock's holder committed.
+-- Recompute the given (account, day) keys (repeats allowed): delete them, insert them
+-- anew from the positions. Two transactions recomputing one day at once (the audit
+-- writer keeps two batches in flight) would each miss the other's rows, or collide on
+-- the key: each day is locked first (an advisory lock held to the commit, keys in
+-- order), and the recompute, a statement after it, sees what the lock's holder committed.
 CREATE FUNCTION monitoring.performance_days_refresh(accounts text[], days date[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    k record;
+    i integer;
 BEGIN
-    FOR k IN SELECT DISTINCT u.account, u.day FROM unnest(accounts, days) AS u(account, day)
-             ORDER BY 1, 2 LOOP
+    SELECT array_agg(k.account ORDER BY k.account, k.day), array_agg(k.day ORDER BY k.account, k.day)
+    INTO accounts, days
+    FROM (SELECT DISTINCT u.account, u.day FROM unnest(accounts, days) AS u(account, day)) k;
+    FOR i IN 1..coalesce(cardinality(accounts), 0) LOOP
         -- 28772 ('pd'): this lock's class, apart from the daemons' own advisory locks.
-        PERFORM pg_advisory_xact_lock(28772, hashtext(k.account || '|' || k.day::text));
+        PERFORM pg_advisory_xact_lock(28772, hashtext(accounts[i] || '|' || days[i]::text));
     END LOOP;
+    IF accounts IS NULL THEN
+        RETURN;
+    END IF;
     DELETE FROM monitoring.performance_days d
     USING unnest(accounts, days) AS u(account, day)
     WHERE d.account = u.account AND d.day = u.day;
@@ -163,38 +167,26 @@ BEGIN
     SELECT * FROM monitoring.performance_days_of(accounts, days);
 END $$;
 
+-- The days of the finished positions a statement wrote; for an update, also the days
+-- they were finished on before (a correction can move a position to another day).
 CREATE FUNCTION monitoring.performance_days_inserted() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    accounts text[];
-    days date[];
 BEGIN
-    SELECT array_agg(k.account ORDER BY k.account, k.day), array_agg(k.day ORDER BY k.account, k.day)
-    INTO accounts, days
-    FROM (SELECT DISTINCT account, monitoring.closing_day(closed_at) AS day
-          FROM written WHERE status IN ('closed', 'rolled_back')) k;
-    IF accounts IS NOT NULL THEN
-        PERFORM monitoring.performance_days_refresh(accounts, days);
-    END IF;
+    PERFORM monitoring.performance_days_refresh(
+        array_agg(account), array_agg(monitoring.closing_day(closed_at)))
+    FROM written WHERE status IN ('closed', 'rolled_back');
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION monitoring.performance_days_updated() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    accounts text[];
-    days date[];
 BEGIN
-    SELECT array_agg(k.account ORDER BY k.account, k.day), array_agg(k.day ORDER BY k.account, k.day)
-    INTO accounts, days
+    PERFORM monitoring.performance_days_refresh(array_agg(account), array_agg(day))
     FROM (SELECT account, monitoring.closing_day(closed_at) AS day FROM written
           WHERE status IN ('closed', 'rolled_back')
-          UNION
+          UNION ALL
           SELECT account, monitoring.closing_day(closed_at) FROM replaced
           WHERE status IN ('closed', 'rolled_back')) k;
-    IF accounts IS NOT NULL THEN
-        PERFORM monitoring.performance_days_refresh(accounts, days);
-    END IF;
     RETURN NULL;
 END $$;
 

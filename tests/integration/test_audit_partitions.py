@@ -19,12 +19,6 @@ from database.partitions import PartitionChange, maintain_partitions
 from tests.integration.test_audit_rollups import DAILY_FROM_TRADES
 
 AUDIT_TABLES = ("order_events", "trades", "position_updates", "events")
-ORDERED = {
-    "order_events": "id",
-    "trades": "id",
-    "position_updates": "id",
-    "events": "id",
-}
 NOW = datetime.now(UTC)
 # Times across the years, a far future and the current moment: each must keep its row.
 TIMES = (
