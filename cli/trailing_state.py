@@ -11,6 +11,7 @@ import os
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import structlog
 
 from config.settings import Settings
@@ -31,7 +32,10 @@ def trailing_file(settings: Settings) -> Path:
 def save_trailing(path: Path, states: list[TrailingState]) -> None:
     """Write atomically (temp file, fsync, rename): a crash leaves the old or the new.
 
-    Blocking file I/O: the daemon calls it in a worker thread (core/daemon.py)."""
+    Blocking file I/O: the daemon calls it in a worker thread (core/daemon.py). The
+    encoding is orjson's, a tenth of the standard library's (about 70 us for 500 stops
+    against 1 ms): CPU spent in a worker holds the GIL, and the event loop waits for it
+    (up to the interpreter's 5 ms switch interval at a time), ticks included."""
     data = [
         {
             "id": s.client_order_id,
@@ -42,8 +46,8 @@ def save_trailing(path: Path, states: list[TrailingState]) -> None:
     ]
     tmp = path.with_suffix(".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tmp.open("w") as handle:
-        json.dump(data, handle)
+    with tmp.open("wb") as handle:
+        handle.write(orjson.dumps(data))
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(path)
