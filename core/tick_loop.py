@@ -3,7 +3,9 @@ matches its resting orders), the TriggerBook and the position tracker, in that o
 
 Work a tick starts (executing a fired order, moving a stop) runs as a task of its own, so
 a slow venue call never delays the evaluation of later ticks, on this symbol or another.
-Those tasks are tracked: their failures are logged, never lost, never fatal to the loop.
+A fired order's task starts eagerly (core/eager.py): it is sent to the venue before the
+tick loop goes on, not a loop turn later behind whatever else is waiting. The tasks are
+tracked: their failures are logged, never lost, never fatal to the loop.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from core.eager import start_eagerly
 from core.errors import TraderError
 from core.models import Tick
 from core.order_manager import OrderManager
@@ -39,13 +42,27 @@ class TaskSet:
         task.add_done_callback(self._done)
         return task
 
+    def start(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any] | None:
+        """As :meth:`spawn`, but the work runs now, up to its first wait (core/eager.py);
+        None when it ended there."""
+        task, exc = start_eagerly(coro, what)
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+        elif exc is not None:
+            self._failed(what, exc)
+        return task
+
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if task.cancelled():
             return
         exc = task.exception()
         if exc is not None:
-            self._log.error("task_failed", task=task.get_name(), error=repr(exc))
+            self._failed(task.get_name(), exc)
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self._log.error("task_failed", task=what, error=repr(exc))
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -107,22 +124,30 @@ class TickLoop:
                 # The venue could not take this price (its store failed, say). Triggers and
                 # positions still see the tick; the venue catches up on the next one.
                 self._log.error("venue_hook_failed", symbol=tick.symbol, error=str(exc))
+        # A bug in one order's or position's handling must not blind the daemon to every
+        # later tick (a restart would only meet the same order again), nor keep the other
+        # half from seeing this one: orders that fired are sent even if the positions'
+        # handling fails.
+        fired: list[Order] = []
+        moves: Sequence[StopMove] = ()
         try:
             fired = self._orders.on_tick(tick)
+        except Exception:
+            self._log.exception("tick_handling_failed", symbol=tick.symbol, part="orders")
+        try:
             moves = self._positions.on_tick(tick)
         except Exception:
-            # A bug in one order's or position's handling must not blind the daemon to
-            # every later tick (and a restart would only meet the same order again).
-            self._log.exception("tick_handling_failed", symbol=tick.symbol)
-            return
+            self._log.exception("tick_handling_failed", symbol=tick.symbol, part="positions")
         if fired or moves:  # most ticks start nothing
             self._spawn(fired, moves, started)
         self.ticks += 1
         self.last_tick_monotonic = self.symbol_seen[tick.symbol] = _monotonic()
 
     def _spawn(self, fired: list[Order], moves: Sequence[StopMove], started: int) -> None:
+        # A fired order is sent now, before the tick loop goes on (its submit is the
+        # latency that matters); a stop move, a task of its own, follows in its turn.
         for order in fired:
-            self._tasks.spawn(
+            self._tasks.start(
                 self._orders.execute(order, started), f"execute {order.client_order_id}"
             )
         for move in moves:
