@@ -20,6 +20,14 @@ ArmedItem = tuple[Decimal, int, "Armed"]
 _ZERO = Decimal(0)
 
 
+# Stale entries a set's group index may hold beyond twice its groups before it is rebuilt
+# (an O(groups) pass, so rebuilding at 2x + this stays O(1) per new peak). At most this,
+# whatever the book's compact_min: a book holds a set per market, side and kind, and at
+# 1,024 each the load world's sets gained ~19,000 stale entries per 20 s of new peaks
+# (tests/bench/fanout_bench.py): its memory growth, and what full collections walked.
+INDEX_SLACK = 16
+
+
 class DeadCount:
     """How many lazily deleted entries the book's structures still hold (shared counter)."""
 
@@ -126,7 +134,7 @@ class TrailingGroups:
         self.sell = sell
         self.percent = percent
         self.counter = counter
-        self._slack = slack
+        self._slack = min(slack, INDEX_SLACK)
         self._gids = 0
         # Armed without activation price and not yet seen a tick.
         self.pending: list[Armed] = []

@@ -393,3 +393,15 @@ def test_idle_ticks_return_one_shared_empty_result() -> None:
     first, second, third = run(book, ["100", "101", "100"])
     assert first == TickResult()
     assert first is second is third
+
+
+def test_a_trailing_set_rising_for_long_keeps_its_index_small() -> None:
+    """Thousands of new peaks leave a trailing set holding a few entries per live order,
+    not a stale index entry per peak: with many sets in a book (one per account, market,
+    side and kind), stale entries were the daemon's memory growth under load."""
+    book = TriggerBook()
+    for i in range(3):
+        book.arm(order(f"t{i}", TRAIL, S, trail_percent=D(5 + i)), initial_price=D(100))
+    run(book, [str(100 + k * D("0.01")) for k in range(5000)])
+    assert [] == fires(run(book, ["149.99"], start=5000))
+    assert book._stored_entries() <= 3 * 4 + 32
