@@ -22,6 +22,9 @@ Figures of the last line:
   every second;
 - ``rss_mb``: the process's RSS at the end of the run.
 
+The first line also gives ``tick_age_p99_ms`` / ``tick_age_max_ms``: how long ticks waited
+between being generated and handed to the accounts (the load scenario's "late" ticks).
+
 The world takes about a minute to build on this 2-core machine (100,000 orders placed
 and journaled); the run itself is ``--seconds`` long.
 """
@@ -110,12 +113,15 @@ async def run(
         for us in list(a.core.orders.latencies_us)[before:]
     ]
     processed = max(stats.processed, 1)
+    ages = list(stats.ages_s)
     return {
         "build_s": f"{build_s:.0f}",
         "ticks": f"{stats.processed}/{scheduled}",
         "fired": len(latencies),
         "open_at_end": sum(len(a.core.book) for a in accounts),
         "feed_behind_max_s": f"{stats.behind_max_s:.2f}",
+        "tick_age_p99_ms": f"{percentile(ages, 99) * 1000:.1f}" if ages else "nan",
+        "tick_age_max_ms": f"{max(ages) * 1000:.1f}" if ages else "nan",
         "audit_records_run": run_records,
         "us_per_account_tick": f"{stats.fan_out_s / processed / len(accounts) * 1e6:.2f}",
         "ticks_per_s": f"{stats.processed / wall_s:.0f}",

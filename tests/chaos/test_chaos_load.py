@@ -39,8 +39,9 @@ open (any that closes is counted and reported). A feed task generates the ticks 
 real-time schedule into a bounded queue (2 s of ticks; when full, the feed waits and falls
 behind its schedule: reported, never hidden); one consumer hands every tick to all 50
 tick loops (``TickLoop.on_tick``) and yields to the event loop after each tick, as
-``TickLoop.run`` does. Tick-to-submit latency (``OrderManager.latencies_us``) therefore
-includes handing the tick to the other accounts first.
+``TickLoop.run`` does. Tick-to-submit latency (``OrderManager.latencies_us``) runs from
+the start of the firing account's own ``on_tick``; the fired order starts eagerly inside
+it, so the other accounts' share of the fan-out is not in it, as in a daemon of one.
 
 The figures of the line: ``ticks`` processed / scheduled and ``rate_per_s`` achieved;
 ``feed_behind_max_s`` (the most the feed fell behind its schedule), ``queue_max`` and
