@@ -477,3 +477,46 @@ async def test_a_value_json_cannot_carry_takes_the_copy_path(
     )
     assert size == Decimal(2**70)
     assert await counts(pool) == expected(1)
+
+
+async def test_copy_source_hands_many_rows_over_in_chunks_with_the_loop_free_between() -> None:
+    """Up to COPY_CHUNK_ROWS rows go to COPY as they are; more come in order, chunk by
+    chunk, with other tasks run between chunks (no long hold of the event loop)."""
+    from database.audit_tables import COPY_CHUNK_ROWS, copy_source
+
+    few = [(i,) for i in range(COPY_CHUNK_ROWS)]
+    assert copy_source(few) is few
+    many = [(i,) for i in range(COPY_CHUNK_ROWS * 3 + 5)]
+    turns: list[int] = []
+    seen: list[tuple[int, ...]] = []
+
+    async def other_task() -> None:
+        while True:
+            turns.append(len(seen))
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_task())
+    await asyncio.sleep(0)
+    source = copy_source(many)
+    assert not isinstance(source, list)
+    async for row in source:
+        seen.append(row)
+    other.cancel()
+    assert many == seen
+    # The other task ran after each of the first three chunks, never inside one.
+    assert [COPY_CHUNK_ROWS, 2 * COPY_CHUNK_ROWS, 3 * COPY_CHUNK_ROWS] == turns[1:]
+
+
+async def test_large_groups_through_copy_arrive_whole(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """Groups of more rows than one COPY chunk, new and then updated (the staged merge),
+    land completely and at their newest versions."""
+    stories = 40
+    async with AuditWriter(pool, tmp_path, batch_size=5000) as audit:
+        for pid in range(1, stories + 1):
+            for rec in position_story(pid):
+                audit.record(rec)
+        await audit.drain(timeout_s=60)
+    assert await counts(pool) == expected(stories)
+    statuses = await pool.fetch("SELECT DISTINCT status, version FROM monitoring.orders")
+    assert [tuple(r) for r in statuses] == [("FILLED", 5)]
+    await assert_events_in_version_order(pool)
