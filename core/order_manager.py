@@ -9,6 +9,7 @@ execution that fails ends FAILED with the venue's reason; it never takes the loo
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 from core.audit_gate import require_trail
@@ -26,6 +27,8 @@ from core.venue import (
     InvalidOrder,
     TransientExchangeError,
 )
+
+_NONE_FIRED: tuple[Order, ...] = ()
 
 
 class OrderManager(NativeOrders):
@@ -212,14 +215,14 @@ class OrderManager(NativeOrders):
         return update.order
 
     # -- ticks and execution -----------------------------------------------------------
-    def on_tick(self, tick: Tick) -> list[Order]:
+    def on_tick(self, tick: Tick) -> Sequence[Order]:
         """Evaluate the book; record expiries; return the orders that fired (TRIGGERED),
-        for the caller to execute as tasks. Never awaits."""
+        for the caller to execute as tasks. Never awaits; a quiet tick allocates nothing."""
         result = self._triggers.on_tick(
             tick.symbol, tick.price, tick.ts, bid=tick.bid, ask=tick.ask, mark=tick.mark
         )
         if not result.fired and not result.expired:
-            return []
+            return _NONE_FIRED
         for cid in result.expired:
             order = self._live.get(cid)
             if order is not None:

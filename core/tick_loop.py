@@ -128,7 +128,7 @@ class TickLoop:
         # later tick (a restart would only meet the same order again), nor keep the other
         # half from seeing this one: orders that fired are sent even if the positions'
         # handling fails.
-        fired: list[Order] = []
+        fired: Sequence[Order] = ()
         moves: Sequence[StopMove] = ()
         try:
             fired = self._orders.on_tick(tick)
@@ -143,7 +143,7 @@ class TickLoop:
         self.ticks += 1
         self.last_tick_monotonic = self.symbol_seen[tick.symbol] = _monotonic()
 
-    def _spawn(self, fired: list[Order], moves: Sequence[StopMove], started: int) -> None:
+    def _spawn(self, fired: Sequence[Order], moves: Sequence[StopMove], started: int) -> None:
         # A fired order is sent now, before the tick loop goes on (its submit is the
         # latency that matters); a stop move, a task of its own, follows in its turn.
         for order in fired:
