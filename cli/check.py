@@ -178,7 +178,7 @@ async def check_waiting_requests(
     else:
         findings.ok.append(f"daemon: none live for account {settings.account!r}")
     if not waiting:
-        findings.ok.append("intake: no request waits without a live daemon")
+        findings.ok.append("intake: no request left waiting for a daemon")
         return
     findings.problems.append(
         f"intake: {total} request(s) wait with no live daemon to take them "

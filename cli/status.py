@@ -44,7 +44,7 @@ async def status_command(pool: asyncpg.Pool) -> int:
         print(render_table(headers, rows))
     waiting = await waiting_requests(pool, SHOWN)
     if not waiting:
-        print("no request waits without a live daemon")
+        print("no request left waiting for a daemon")
         return EXIT_OK
     total = await count_waiting(pool)
     print(f"{total} request(s) wait with no live daemon to take them:")

@@ -17,6 +17,7 @@ from cli.connect import CommandFailed
 from cli.equity_chart import build_equity_chart
 from cli.report import report_command
 from cli.requests import submit_command, submit_signal
+from cli.status import status_command
 from config.settings import load_settings
 from database.migrate import EARLIER_CHECKSUMS, discover
 from database.reports import (
@@ -321,6 +322,19 @@ async def test_command_request_prints_the_result(
     assert "done: client_order_id=td-main-r1-mo-1 status=PENDING" == out[1]
 
 
+async def test_status_on_an_empty_database_says_no_daemon_and_nothing_stranded(
+    pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``status`` with no daemon and no request: both said in words that hold whether a
+    daemon is live or not (an earlier wording read "without a live daemon" under a live
+    daemon's row)."""
+    assert 0 == await status_command(pool)
+    assert [
+        "no daemon has ever run on this database",
+        "no request left waiting for a daemon",
+    ] == capsys.readouterr().out.splitlines()
+
+
 async def test_check_passes_on_a_migrated_database(
     migrated_url: str, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
@@ -337,7 +351,7 @@ async def test_check_passes_on_a_migrated_database(
         "audit: trail kept, no dead letters",
         "exchange: paper venue (simulated)",
         "daemon: none live for account 'main'",
-        "intake: no request waits without a live daemon",
+        "intake: no request left waiting for a daemon",
     ] == findings.ok
 
 
