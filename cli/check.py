@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass, field
 
 from cli.connect import EXIT_FAILED, EXIT_OK, database_problem, setup_cli
+from cli.status import NONE_WAITING
 from config.logging import redact
 from config.settings import Settings
 from core.errors import TraderError
@@ -178,7 +179,7 @@ async def check_waiting_requests(
     else:
         findings.ok.append(f"daemon: none live for account {settings.account!r}")
     if not waiting:
-        findings.ok.append("intake: no request left waiting for a daemon")
+        findings.ok.append(f"intake: {NONE_WAITING}")
         return
     findings.problems.append(
         f"intake: {total} request(s) wait with no live daemon to take them "

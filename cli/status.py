@@ -16,6 +16,8 @@ from core.money import utcnow
 from database.daemons import count_waiting, waiting_requests
 
 SHOWN = 20
+# Said by ``status`` and ``check`` alike; true whether a daemon is live or not.
+NONE_WAITING = "no request left waiting for a daemon"
 
 
 async def status_command(pool: asyncpg.Pool) -> int:
@@ -44,7 +46,7 @@ async def status_command(pool: asyncpg.Pool) -> int:
         print(render_table(headers, rows))
     waiting = await waiting_requests(pool, SHOWN)
     if not waiting:
-        print("no request left waiting for a daemon")
+        print(NONE_WAITING)
         return EXIT_OK
     total = await count_waiting(pool)
     print(f"{total} request(s) wait with no live daemon to take them:")

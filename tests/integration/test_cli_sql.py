@@ -19,6 +19,7 @@ from cli.report import report_command
 from cli.requests import submit_command, submit_signal
 from cli.status import status_command
 from config.settings import load_settings
+from database.daemons import DaemonRegistry
 from database.migrate import EARLIER_CHECKSUMS, discover
 from database.reports import (
     OpenPnl,
@@ -322,17 +323,21 @@ async def test_command_request_prints_the_result(
     assert "done: client_order_id=td-main-r1-mo-1 status=PENDING" == out[1]
 
 
-async def test_status_on_an_empty_database_says_no_daemon_and_nothing_stranded(
+async def test_status_says_nothing_is_stranded_in_words_true_beside_a_live_daemon(
     pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``status`` with no daemon and no request: both said in words that hold whether a
-    daemon is live or not (an earlier wording read "without a live daemon" under a live
-    daemon's row)."""
+    """``status`` with no request waiting: the same line with no daemon and under a live
+    daemon's row (an earlier wording, "without a live daemon", contradicted that row)."""
     assert 0 == await status_command(pool)
     assert [
         "no daemon has ever run on this database",
         "no request left waiting for a daemon",
     ] == capsys.readouterr().out.splitlines()
+    async with DaemonRegistry(pool, "main", "paper", ["BTC/USDT:USDT"], {}):
+        assert 0 == await status_command(pool)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:2] == ["main", "live"]
+    assert "no request left waiting for a daemon" == lines[-1]
 
 
 async def test_check_passes_on_a_migrated_database(
