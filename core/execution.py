@@ -98,7 +98,8 @@ class Executor:
         self.journal.order(sent, "submitted", order.status)
         try:
             reply = await self.adapter.create_order(request or request_for(sent))
-        except TransientExchangeError:
+        except TransientExchangeError as exc:
+            self.journal.unanswered(sent, str(exc))
             raise
         except ExchangeError as exc:
             failed = refused(sent, exc)

@@ -39,6 +39,26 @@ _LEVELS = {
 # Position steps that last microseconds on the happy path: recorded in the audit trail
 # always, logged at DEBUG; the outcome (active, rolled_back, ...) is logged at INFO.
 _TRANSITIONAL = frozenset({"pending_entry", "entry_placed", "pending_sl"})
+# The same for an order: what we asked of the venue (create, send, cancel) is logged at
+# DEBUG, and the venue's answer (accepted, rejected, failed, cancelled, a fill) at INFO. A
+# trailing stop's move is then two order lines, not four, beside ``position_stop_moved``.
+# A request the venue never answers is not left silent: see :meth:`Journal.unanswered`.
+_REQUESTS = frozenset({"created", "submitted", "cancelling"})
+
+
+def _order_line(log: Callable[..., Any], event: str, order: Order, **extra: Any) -> None:
+    log(
+        event,
+        client_order_id=order.client_order_id,
+        position_id=order.position_id,
+        symbol=order.symbol,
+        side=order.side,
+        type=order.type,
+        status=order.status,
+        amount=order.amount,
+        filled=order.filled,
+        **extra,
+    )
 
 
 class Journal:
@@ -63,22 +83,18 @@ class Journal:
         self._sink.record(order_event_record(order, kind, previous, detail))
         if order.status in (OrderStatus.FAILED, OrderStatus.REJECTED):
             log = self._log.warning
-        elif kind == "created":
-            log = self._log.debug  # the "submitted" / "armed" line follows at once
+        elif kind in _REQUESTS:
+            log = self._log.debug
         else:
             log = self._log.info
-        log(
-            f"order_{kind}",
-            client_order_id=order.client_order_id,
-            position_id=order.position_id,
-            symbol=order.symbol,
-            side=order.side,
-            type=order.type,
-            status=order.status,
-            amount=order.amount,
-            filled=order.filled,
-            **({"error": order.error_message} if order.error_message else {}),
-        )
+        error = {"error": order.error_message} if order.error_message else {}
+        _order_line(log, f"order_{kind}", order, **error)
+
+    def unanswered(self, order: Order, error: str) -> None:
+        """A request the venue did not answer (a timeout the adapter could not resolve):
+        the order's fate stays open until a lookup settles it. A log line only; its row
+        keeps the status it was sent with."""
+        _order_line(self._log.warning, "order_unanswered", order, error=error)
 
     def fill(
         self,
