@@ -1,0 +1,138 @@
+"""The tick fan-out's cost per account tick, counted in CPU instructions, not timed.
+
+    python tests/bench/fanout_instructions.py [--accounts N] [--ticks T] [--seed S]
+
+Why: ``us_per_account_tick`` of tests/bench/fanout_bench.py moves by up to a third
+between runs of the same code on this machine kind, more than any one step of work on
+the tick path changes it. Instructions do not: valgrind's callgrind counts them, and the
+same code, world and inputs give the same count to about 0.1 % whatever else the machine
+is doing. Valgrind is on every machine kind here; without it this says so and exits 2.
+
+The world is the fan-out bench's at a small size: ``--accounts`` (default 2) accounts of
+the load scenario (tests/chaos/test_chaos_load.py), each with its 20 trailing positions
+and 2,000 emulated orders, one ``AuditWriter`` on a scratch PostgreSQL database. It is fed
+``--ticks`` (default 1,000) ticks of the scenario's seeded walk back to back, yielding to
+the event loop after each as the scenario's consumer does. Only what runs inside the
+accounts' ``TickLoop.on_tick`` is counted (fired orders up to their venue call included):
+the ticks are handed out through ``itertools.starmap`` and callgrind collects inside its C
+function ``starmap_next`` alone, which nothing else here calls. The first ticks carry the
+start's burst of fired near orders; 3,000 ticks weigh the quiet ticks more.
+
+Prints as its last line:
+``instructions_per_account_tick=<n> accounts=<a> ticks=<t>``
+
+A before/after pair: run this file from a ``git worktree`` of the older commit and from
+here, with the same arguments. It takes about a minute per 1,000 ticks at 2 accounts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import gc
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
+
+from config.logging import configure_logging
+from core.tick_loop import TickLoop
+from database.audit import AuditWriter
+from database.pool import create_pool
+from tests.bench.scratch_db import scratch_database
+from tests.chaos import test_chaos_load as load
+
+COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+async def feed_world(accounts: int, ticks: int, seed: int) -> None:
+    """Build the world, then hand ``ticks`` ticks to every account through starmap."""
+    load.ACCOUNTS = accounts  # build_accounts opens this many
+    reach = ticks // len(load.SYMBOLS) // load.TREND_EVERY + load.BAND_TICKS // 2
+    async with scratch_database("fanout_instructions") as url:
+        pool = await create_pool(url, min_size=2, max_size=8)
+        try:
+            with tempfile.TemporaryDirectory(prefix="fanout-instructions-") as tmp:
+                audit = AuditWriter(pool, Path(tmp) / "audit-spool")
+                await audit.start()
+                try:
+                    built = await load.build_accounts(
+                        pool, audit, load.CountingSink(audit), seed, reach
+                    )
+                    await audit.flush(120)
+                    gc.collect()
+                    gc.freeze()  # as the daemon does once started
+                    loops = [a.loop for a in built]
+                    walk = load.Walk(seed)
+                    for _ in range(ticks):
+                        tick = walk.tick()
+                        pairs = [(loop, tick) for loop in loops]
+                        collections.deque(itertools.starmap(TickLoop.on_tick, pairs), maxlen=0)
+                        await asyncio.sleep(0)
+                    gc.unfreeze()
+                    for account in built:
+                        await account.core.tasks.drain(load.DRAIN_TIMEOUT_S)
+                        await account.ids.aclose()
+                finally:
+                    await audit.aclose()
+        finally:
+            await pool.close()
+
+
+def count(args: argparse.Namespace) -> int:
+    """Run this file's world under callgrind; return the instructions it collected."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        sys.exit("valgrind is not installed (apt-get install valgrind); nothing to count")
+    with tempfile.TemporaryDirectory(prefix="fanout-callgrind-") as tmp:
+        command = [
+            valgrind,
+            "--tool=callgrind",
+            "--toggle-collect=starmap_next",
+            f"--callgrind-out-file={tmp}/callgrind.out",
+            sys.executable,
+            __file__,
+            "--inner",
+            f"--accounts={args.accounts}",
+            f"--ticks={args.ticks}",
+            f"--seed={args.seed}",
+        ]
+        # A fixed hash seed: set and dict orders, and so the work, are the same every run.
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    found = COLLECTED.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        sys.stderr.write(done.stderr[-4000:])
+        sys.exit(f"the counted run failed (exit {done.returncode})")
+    instructions = int(found.group(1))
+    if instructions == 0:
+        sys.exit("callgrind collected nothing: this Python has no symbol for starmap_next")
+    return instructions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--accounts", type=int, default=2, help="accounts of the load world")
+    parser.add_argument("--ticks", type=int, default=1000, help="ticks fed to every account")
+    parser.add_argument("--seed", type=int, default=5, help="prices and orders")
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inner:
+        configure_logging("json", "INFO", load._DEVNULL)
+        load.run_on_uvloop(feed_world(args.accounts, args.ticks, args.seed))
+        return
+    per_tick = count(args) / (args.accounts * args.ticks)
+    print(
+        f"instructions_per_account_tick={per_tick:.0f} accounts={args.accounts} ticks={args.ticks}"
+    )
+
+
+if __name__ == "__main__":
+    main()
