@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -197,6 +197,9 @@ class PositionBook:
         self._by_symbol: dict[str, LivePosition] = {}
         self._by_id: dict[int, LivePosition] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # The open position on a market, or None. The tick path asks it for every tick:
+        # the dict's own lookup, without a method frame around it.
+        self.on_symbol: Callable[[str], LivePosition | None] = self._by_symbol.get
 
     def lock(self, symbol: str) -> asyncio.Lock:
         """The lock serialising every change to positions on ``symbol``."""
@@ -226,9 +229,6 @@ class PositionBook:
         if self._by_symbol.get(live.symbol) is live:
             del self._by_symbol[live.symbol]
         self._by_id.pop(live.id, None)
-
-    def on_symbol(self, symbol: str) -> LivePosition | None:
-        return self._by_symbol.get(symbol)
 
     def get(self, position_id: int) -> LivePosition | None:
         return self._by_id.get(position_id)

@@ -46,6 +46,7 @@ class StopMove:
 
 
 _NO_MOVES: tuple[StopMove, ...] = ()
+_ACTIVE = PositionStatus.ACTIVE  # read on every tick: a global, not an enum class lookup
 
 
 class PositionLifecycle(PositionSync):
@@ -58,7 +59,7 @@ class PositionLifecycle(PositionSync):
         if live is None:
             return _NO_MOVES
         marks = live.marks
-        if marks.base.status is not PositionStatus.ACTIVE:
+        if marks.base.status is not _ACTIVE:
             return _NO_MOVES
         price = tick.price
         marks.mark(price)

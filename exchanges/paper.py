@@ -88,6 +88,7 @@ class PaperExchange(AsyncResource):
         if markets_file is not None:
             table = load_markets_file(markets_file, table)
         self._markets = MarketTable(table)
+        self._listed = frozenset(k for k, m in self._markets.markets.items() if k == m.symbol)
         self._now = now
         self._quote = quote_currency
         self._book = PaperBook(
@@ -158,12 +159,13 @@ class PaperExchange(AsyncResource):
     # -- prices --------------------------------------------------------------------------
     def on_tick(self, tick: Tick) -> tuple[ExchangeOrder, ...]:
         """Learn a price, match resting orders, return those it changed (unlisted: none)."""
-        self._check_open()
-        try:
-            market = self._markets.resolve(tick.symbol)
-        except InvalidOrder:
-            return ()
-        if market.symbol != tick.symbol:
+        if self._closed:  # every tick passes here: the common one costs checks, not calls
+            self._check_open()
+        if tick.symbol not in self._listed:  # a market's unified symbol needs no resolving
+            try:
+                market = self._markets.resolve(tick.symbol)
+            except InvalidOrder:
+                return ()
             tick = Tick(market.symbol, tick.price, tick.ts, tick.bid, tick.ask, tick.mark)
         try:
             changed = self._book.on_price(tick)

@@ -27,7 +27,7 @@ Execution rules (the contract the tests pin down):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from core.models import Market, Side, Tick
@@ -50,6 +50,7 @@ from exchanges.paper_ledger import (
 from exchanges.paper_markets import check_amount, check_cost, check_price
 
 _INFINITY = Decimal("Infinity")
+_UNCHANGED: tuple[PaperOrder, ...] = ()  # shared: most ticks change nothing
 
 
 def _quiet_band(orders: Iterable[PaperOrder]) -> tuple[Decimal, Decimal]:
@@ -171,19 +172,20 @@ class PaperBook(PaperLedger):
         return order
 
     # -- prices --------------------------------------------------------------------------
-    def on_price(self, tick: Tick) -> list[PaperOrder]:
+    def on_price(self, tick: Tick) -> Sequence[PaperOrder]:
         """Record the price and match the symbol's resting orders; return the orders changed."""
-        self.prices[tick.symbol] = tick
-        self._changed_prices.add(tick.symbol)
-        resting = self._resting.get(tick.symbol)
+        symbol = tick.symbol
+        self.prices[symbol] = tick
+        self._changed_prices.add(symbol)
+        resting = self._resting.get(symbol)
         if not resting:
-            return []
+            return _UNCHANGED
         price = tick.price
-        band = self._quiet.get(tick.symbol)
+        band = self._quiet.get(symbol)
         if band is None:
-            band = self._quiet[tick.symbol] = _quiet_band(resting.values())
+            band = self._quiet[symbol] = _quiet_band(resting.values())
         if band[0] < price < band[1]:
-            return []  # the common tick: every resting order is away from the price
+            return _UNCHANGED  # the common tick: every resting order is away from the price
         changed: list[PaperOrder] = []
         for order in list(resting.values()):
             if order.is_live and self._match(order, price):
