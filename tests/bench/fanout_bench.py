@@ -25,8 +25,9 @@ Figures of the last line:
 The first line also gives ``tick_age_p99_ms`` / ``tick_age_max_ms``: how long ticks waited
 between being generated and handed to the accounts (the load scenario's "late" ticks), and
 ``tick_age_steady_p99_ms``, the same past the first ``STEADY_AFTER_S`` seconds: at the
-start every position makes its first stop move and every account its first sync at once,
-a one-off wait that decides a short run's p99 but not a long one's. Likewise
+start the near emulated orders fire in a burst (about 250 in the first half second, each
+with its fill, records and stop resize), a one-off wait that decides a short run's p99
+but not a long one's. Likewise
 ``audit_lag_steady_p99_ms``: the p99 of the lags of the batches committed past the first
 ``STEADY_AFTER_S`` seconds (the writer's ``on_lag``), where ``audit_lag_p99_ms``, the
 worst sampled window, is decided by the batches of the start.
