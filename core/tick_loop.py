@@ -26,7 +26,8 @@ from core.position_lifecycle import PositionLifecycle, StopMove
 from core.prices import PriceBoard
 
 TickHook = Callable[[Tick], None]
-_monotonic = time.monotonic  # read once per tick: a module global, not an attribute
+# Both clocks are read on every tick: module globals, not attribute lookups on ``time``.
+_monotonic = time.monotonic
 _perf_ns = time.perf_counter_ns
 
 

@@ -27,10 +27,9 @@ between being generated and handed to the accounts (the load scenario's "late" t
 ``tick_age_steady_p99_ms``, the same past the first ``STEADY_AFTER_S`` seconds: at the
 start the near emulated orders fire in a burst (about 250 in the first half second, each
 with its fill, records and stop resize), a one-off wait that decides a short run's p99
-but not a long one's. Likewise
-``audit_lag_steady_p99_ms``: the p99 of the lags of the batches committed past the first
-``STEADY_AFTER_S`` seconds (the writer's ``on_lag``), where ``audit_lag_p99_ms``, the
-worst sampled window, is decided by the batches of the start.
+but not a long one's. Likewise ``audit_lag_steady_p99_ms``: the p99 of the lags of the
+batches committed past the first ``STEADY_AFTER_S`` seconds (the writer's ``on_lag``),
+where ``audit_lag_p99_ms``, the worst sampled window, is decided by the start's batches.
 
 The world takes about a minute to build on this 2-core machine (100,000 orders placed
 and journaled); the run itself is ``--seconds`` long.
