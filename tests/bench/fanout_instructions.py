@@ -18,8 +18,12 @@ the ticks are handed out through ``itertools.starmap`` and callgrind collects in
 function ``starmap_next`` alone, which nothing else here calls. The first ticks carry the
 start's burst of fired near orders; 3,000 ticks weigh the quiet ticks more.
 
+``--without venue|orders|positions`` (repeatable) builds every account's tick loop
+without that part: no paper venue hook, or an order or position tracker that sees
+nothing. The difference to a full run is that part's share of the count.
+
 Prints as its last line:
-``instructions_per_account_tick=<n> accounts=<a> ticks=<t>``
+``instructions_per_account_tick=<n> accounts=<a> ticks=<t> without=<parts>``
 
 A before/after pair: run this file from a ``git worktree`` of the older commit and from
 here, with the same arguments. It takes about a minute per 1,000 ticks at 2 accounts.
@@ -39,20 +43,48 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
 from config.logging import configure_logging
-from core.tick_loop import TickLoop
+from core.models import Tick
+from core.tick_loop import TickHook, TickLoop
 from database.audit import AuditWriter
 from database.pool import create_pool
 from tests.bench.scratch_db import scratch_database
 from tests.chaos import test_chaos_load as load
 
 COLLECTED = re.compile(r"Collected : (\d+)")
+PARTS = ("venue", "orders", "positions")
 
 
-async def feed_world(accounts: int, ticks: int, seed: int) -> None:
+class Blind:
+    """An order or position tracker that sees nothing: what a part left out leaves."""
+
+    def on_tick(self, tick: Tick) -> tuple[()]:
+        return ()
+
+
+def tick_loop(account: load.Account, without: frozenset[str]) -> TickLoop:
+    """The account's tick loop, wired as the scenario wires it, less the parts named."""
+    if not without:
+        return account.loop
+    core, blind = account.core, Blind()
+    hooks: tuple[TickHook, ...] = ()
+    if "venue" not in without:  # its hook returns the orders it changed; the loop drops them
+        hooks = (cast(TickHook, account.venue.on_tick),)
+    return TickLoop(
+        load.no_feed(),
+        core.prices,
+        blind if "orders" in without else core.orders,  # type: ignore[arg-type]  # stand-in
+        blind if "positions" in without else core.lifecycle,  # type: ignore[arg-type]
+        core.tasks,
+        venue_hooks=hooks,
+    )
+
+
+async def feed_world(accounts: int, ticks: int, seed: int, without: frozenset[str]) -> None:
     """Build the world, then hand ``ticks`` ticks to every account through starmap."""
     load.ACCOUNTS = accounts  # build_accounts opens this many
     reach = ticks // len(load.SYMBOLS) // load.TREND_EVERY + load.BAND_TICKS // 2
@@ -69,7 +101,7 @@ async def feed_world(accounts: int, ticks: int, seed: int) -> None:
                     await audit.flush(120)
                     gc.collect()
                     gc.freeze()  # as the daemon does once started
-                    loops = [a.loop for a in built]
+                    loops = [tick_loop(a, without) for a in built]
                     walk = load.Walk(seed)
                     for _ in range(ticks):
                         tick = walk.tick()
@@ -103,6 +135,7 @@ def count(args: argparse.Namespace) -> int:
             f"--accounts={args.accounts}",
             f"--ticks={args.ticks}",
             f"--seed={args.seed}",
+            *(f"--without={part}" for part in args.without),
         ]
         # A fixed hash seed: set and dict orders, and so the work, are the same every run.
         env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -122,15 +155,20 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=2, help="accounts of the load world")
     parser.add_argument("--ticks", type=int, default=1000, help="ticks fed to every account")
     parser.add_argument("--seed", type=int, default=5, help="prices and orders")
+    parser.add_argument(
+        "--without", action="append", choices=PARTS, default=[], help="leave this part out"
+    )
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
         configure_logging("json", "INFO", load._DEVNULL)
-        load.run_on_uvloop(feed_world(args.accounts, args.ticks, args.seed))
+        without = frozenset(args.without)
+        load.run_on_uvloop(feed_world(args.accounts, args.ticks, args.seed, without))
         return
     per_tick = count(args) / (args.accounts * args.ticks)
     print(
-        f"instructions_per_account_tick={per_tick:.0f} accounts={args.accounts} ticks={args.ticks}"
+        f"instructions_per_account_tick={per_tick:.0f} accounts={args.accounts}"
+        f" ticks={args.ticks} without={','.join(args.without) or '-'}"
     )
 
 
