@@ -39,12 +39,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
@@ -58,25 +62,41 @@ from tests.figures import percentile
 STEADY_AFTER_S = 2
 
 
-async def measure(seconds: int, rate: int, seed: int, batch: int | None = None) -> dict[str, Any]:
-    """Build the world, run the paced feed, return the figures."""
-    load.TICKS_PER_S = rate  # the scenario's feed() paces on this module constant
-    scheduled = seconds * rate
-    reach = scheduled // len(load.SYMBOLS) // load.TREND_EVERY + load.BAND_TICKS // 2
-    async with scratch_database("fanout_bench") as url:
+@contextlib.asynccontextmanager
+async def audit_world(
+    name: str, batch: int | None = None
+) -> AsyncIterator[tuple[asyncpg.Pool, AuditWriter, Path]]:
+    """A scratch database named after ``name``, its pool, a started audit writer and a
+    state directory: what the load world is built on (closed in reverse order)."""
+    async with scratch_database(name) as url:
         pool = await create_pool(url, min_size=2, max_size=8)
         try:
-            with tempfile.TemporaryDirectory(prefix="fanout-bench-") as tmp:
+            with tempfile.TemporaryDirectory(prefix=f"{name}-") as tmp:
                 state_dir = Path(tmp)
                 sizes = {} if batch is None else {"batch_size": batch}
                 audit = AuditWriter(pool, state_dir / "audit-spool", **sizes)
                 await audit.start()
                 try:
-                    return await run(pool, audit, state_dir, seed, scheduled, reach)
+                    yield pool, audit, state_dir
                 finally:
                     await audit.aclose()
         finally:
             await pool.close()
+
+
+async def close_accounts(accounts: list[load.Account]) -> None:
+    """Let every account's work in flight end, then give back its unused position ids."""
+    for account in accounts:
+        await account.core.tasks.drain(load.DRAIN_TIMEOUT_S)
+        await account.ids.aclose()
+
+
+async def measure(seconds: int, rate: int, seed: int, batch: int | None = None) -> dict[str, Any]:
+    """Build the world, run the paced feed, return the figures."""
+    load.TICKS_PER_S = rate  # the scenario's feed() paces on this module constant
+    scheduled = seconds * rate
+    async with audit_world("fanout_bench", batch) as (pool, audit, state_dir):
+        return await run(pool, audit, state_dir, seed, scheduled, load.reach_of(scheduled))
 
 
 async def run(
@@ -113,9 +133,7 @@ async def run(
     rss_kb = load.proc_status_kb("VmRSS")
     run_records = sum(sink.counts.values()) - build_records
     stats.lag_p99_max_s = max(stats.lag_p99_max_s, audit.lag_p99_s)
-    for account in accounts:
-        await account.core.tasks.drain(load.DRAIN_TIMEOUT_S)
-        await account.ids.aclose()
+    await close_accounts(accounts)
     gc.unfreeze()
     latencies = [
         us

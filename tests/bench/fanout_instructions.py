@@ -4,9 +4,13 @@
 
 Why: ``us_per_account_tick`` of tests/bench/fanout_bench.py moves by up to a third
 between runs of the same code on this machine kind, more than any one step of work on
-the tick path changes it. Instructions do not: valgrind's callgrind counts them, and the
-same code, world and inputs give the same count to about 0.1 % whatever else the machine
-is doing. Valgrind is on every machine kind here; without it this says so and exits 2.
+the tick path changes it. Instructions barely do: valgrind's callgrind counts them, and
+two runs of the same code side by side give the same count to about 0.01 %. Not to the
+instruction: the world keeps wall-clock time (the walk stamps its ticks with the time
+now; samples and stop-move gates go by it), and a run slowed differently takes different
+work per tick. A run alone on an idle machine counted 27,250 where two at once counted
+26,482 and 26,484 (3,000 ticks). Valgrind is on every machine kind here; without it this
+says so and exits 2.
 
 The world is the fan-out bench's at a small size: ``--accounts`` (default 2) accounts of
 the load scenario (tests/chaos/test_chaos_load.py), each with its 20 trailing positions
@@ -26,7 +30,8 @@ Prints as its last line:
 ``instructions_per_account_tick=<n> accounts=<a> ticks=<t> without=<parts>``
 
 A before/after pair: run this file from a ``git worktree`` of the older commit and from
-here, with the same arguments. It takes about a minute per 1,000 ticks at 2 accounts.
+here, with the same arguments, both at once (``a & b; wait``), so that both run slowed
+alike. It takes about a minute per 1,000 ticks at 2 accounts.
 """
 
 from __future__ import annotations
@@ -50,9 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script 
 from config.logging import configure_logging
 from core.models import Tick
 from core.tick_loop import TickHook, TickLoop
-from database.audit import AuditWriter
-from database.pool import create_pool
-from tests.bench.scratch_db import scratch_database
+from tests.bench.fanout_bench import audit_world, close_accounts
 from tests.chaos import test_chaos_load as load
 
 COLLECTED = re.compile(r"Collected : (\d+)")
@@ -87,35 +90,21 @@ def tick_loop(account: load.Account, without: frozenset[str]) -> TickLoop:
 async def feed_world(accounts: int, ticks: int, seed: int, without: frozenset[str]) -> None:
     """Build the world, then hand ``ticks`` ticks to every account through starmap."""
     load.ACCOUNTS = accounts  # build_accounts opens this many
-    reach = ticks // len(load.SYMBOLS) // load.TREND_EVERY + load.BAND_TICKS // 2
-    async with scratch_database("fanout_instructions") as url:
-        pool = await create_pool(url, min_size=2, max_size=8)
-        try:
-            with tempfile.TemporaryDirectory(prefix="fanout-instructions-") as tmp:
-                audit = AuditWriter(pool, Path(tmp) / "audit-spool")
-                await audit.start()
-                try:
-                    built = await load.build_accounts(
-                        pool, audit, load.CountingSink(audit), seed, reach
-                    )
-                    await audit.flush(120)
-                    gc.collect()
-                    gc.freeze()  # as the daemon does once started
-                    loops = [tick_loop(a, without) for a in built]
-                    walk = load.Walk(seed)
-                    for _ in range(ticks):
-                        tick = walk.tick()
-                        pairs = [(loop, tick) for loop in loops]
-                        collections.deque(itertools.starmap(TickLoop.on_tick, pairs), maxlen=0)
-                        await asyncio.sleep(0)
-                    gc.unfreeze()
-                    for account in built:
-                        await account.core.tasks.drain(load.DRAIN_TIMEOUT_S)
-                        await account.ids.aclose()
-                finally:
-                    await audit.aclose()
-        finally:
-            await pool.close()
+    async with audit_world("fanout_instructions") as (pool, audit, _):
+        sink = load.CountingSink(audit)
+        built = await load.build_accounts(pool, audit, sink, seed, load.reach_of(ticks))
+        await audit.flush(120)
+        gc.collect()
+        gc.freeze()  # as the daemon does once started
+        loops = [tick_loop(a, without) for a in built]
+        walk = load.Walk(seed)
+        for _ in range(ticks):
+            tick = walk.tick()
+            pairs = [(loop, tick) for loop in loops]
+            collections.deque(itertools.starmap(TickLoop.on_tick, pairs), maxlen=0)
+            await asyncio.sleep(0)
+        gc.unfreeze()
+        await close_accounts(built)
 
 
 def count(args: argparse.Namespace) -> int:

@@ -226,6 +226,12 @@ def favour(symbol_index: int) -> int:
     return 1 if symbol_index % 2 == 0 else -1
 
 
+def reach_of(scheduled: int) -> int:
+    """How far (ticks) prices go in the positions' favour over ``scheduled`` ticks of the
+    walk: the trend, plus half the band."""
+    return scheduled // len(SYMBOLS) // TREND_EVERY + BAND_TICKS // 2
+
+
 def at(symbol_index: int, ticks: int) -> Decimal:
     """The price ``ticks`` ticks from the start, in the positions' favour (negative: against)."""
     return Decimal(START_TICKS + favour(symbol_index) * ticks).scaleb(-2)
@@ -566,8 +572,7 @@ async def scenario(url: str, state_dir: Path) -> tuple[str, Findings, Findings]:
     seed = chaos_seed(5)
     duration_s = scaled(FULL_DURATION_S)
     scheduled = duration_s * TICKS_PER_S
-    # How far prices go in the positions' favour: the trend, plus half the band.
-    reach = scheduled // len(SYMBOLS) // TREND_EVERY + BAND_TICKS // 2
+    reach = reach_of(scheduled)
     pool = await create_pool(url, min_size=2, max_size=8)
     try:
         await truncate_monitoring(pool)
